@@ -1,0 +1,42 @@
+"""gunicorn configuration: bind, workers, timeouts and the lifecycle hooks.
+
+Run: `gunicorn -c gunicorn.conf.py wsgi:app`. Settings come import logging
+
+from mlflow_app.config; the
+self-check runs once in the master before any worker forks.
+"""
+
+import logging
+
+from mlflow_app.config import ConfigError, load_settings
+from mlflow_app.selfcheck import ensure_port_bindable, startup_selfcheck
+
+try:
+    _settings = load_settings()
+except ConfigError as error:
+    raise SystemExit(f"mlflow-app: {error}") from None
+
+wsgi_app = "wsgi:app"
+bind = [_settings.bind]
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+# Import MLflow once in the master: workers share its memory and start in milliseconds, and
+# the self-check (with any schema migration it triggers) runs once, not once per worker.
+preload_app = True
+timeout = 120
+# Databricks Apps sends SIGKILL 15 s after SIGTERM; finish in-flight requests before that.
+graceful_timeout = _settings.graceful_timeout
+keepalive = 5
+loglevel = _settings.log_level
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+proc_name = "mlflow-app"
+# gunicorn 26 opens a control socket at a fixed path; several replicas on one host would clash.
+control_socket_disable = True
+
+
+def on_starting(server) -> None:
+    ensure_port_bindable(_settings)
+    startup_selfcheck(_settings, logging.getLogger("gunicorn.error"))

@@ -1,0 +1,210 @@
+"""Backend checks shared by readiness and the startup self-check.
+
+Each check asks one backend a cheap question through MLflow's own stores, within a time limit,
+and returns a `CheckResult` with a human reason and, on failure, the setting or action that
+fixes it. Messages are scrubbed of credentials before they leave this module.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mlflow_app.config import Settings
+
+PROBE_DIR = ".mlflow-app-probe"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    latency_ms: float
+    reason: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["status"] = "ok" if data.pop("ok") else "failed"
+        data["latency_ms"] = round(self.latency_ms, 1)
+        return data
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    probe: Callable[[], str]
+    fix: str
+
+
+def run_checks(settings: Settings, *, write_probe: bool) -> list[CheckResult]:
+    """Run every check for these settings; `write_probe` also writes to the artifact root."""
+    return [_timed(check, settings) for check in _checks(settings, write_probe)]
+
+
+def secrets_in(settings: Settings) -> list[str]:
+    """Credential strings that must never appear in output."""
+    found = []
+    for uri in (
+        settings.backend_store_uri,
+        settings.registry_store_uri,
+        settings.default_artifact_root,
+        settings.artifacts_destination or "",
+    ):
+        password = urlsplit(uri).password
+        if password:
+            found.append(password)
+    return found
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _checks(settings: Settings, write_probe: bool) -> list[Check]:
+    checks = []
+    if settings.profile == "databricks":
+        checks.append(
+            Check(
+                "credentials",
+                _databricks_identity,
+                "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID and "
+                "DATABRICKS_CLIENT_SECRET (or DATABRICKS_TOKEN)",
+            )
+        )
+    checks += [
+        Check(
+            "tracking_store",
+            _tracking_store_answers,
+            "check MLFLOW_BACKEND_STORE_URI and that the database is reachable",
+        ),
+        Check(
+            "model_registry",
+            _registry_answers,
+            "check MLFLOW_REGISTRY_STORE_URI and that the registry is reachable",
+        ),
+    ]
+    if settings.serve_artifacts or settings.default_artifact_root:
+        probe = _artifact_round_trip if write_probe else _artifact_root_lists
+        setting = (
+            "MLFLOW_ARTIFACTS_DESTINATION"
+            if settings.serve_artifacts
+            else "MLFLOW_DEFAULT_ARTIFACT_ROOT"
+        )
+        checks.append(
+            Check(
+                "artifact_store",
+                lambda: probe(settings),
+                f"check {setting} exists and this service may write to it",
+            )
+        )
+    return checks
+
+
+def _timed(check: Check, settings: Settings) -> CheckResult:
+    """Run a probe in a daemon thread so a hung backend costs at most the time limit."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["reason"] = check.probe()
+        except BaseException as error:  # a probe failure of any kind is a failed check
+            outcome["error"] = error
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=target, name=f"check-{check.name}", daemon=True)
+    worker.start()
+    worker.join(settings.check_timeout_seconds)
+    latency = (time.perf_counter() - started) * 1000
+    if worker.is_alive():
+        reason = f"no answer within {settings.check_timeout_seconds:g} s"
+        return CheckResult(check.name, False, latency, reason, check.fix)
+    if "error" in outcome:
+        reason = redact(_first_line(outcome["error"]), secrets_in(settings))
+        return CheckResult(check.name, False, latency, reason, check.fix)
+    return CheckResult(check.name, True, latency, str(outcome["reason"]))
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(error).__name__}: {line}"[:300]
+
+
+def _tracking_store_answers() -> str:
+    from mlflow.server.handlers import _get_tracking_store
+
+    _get_tracking_store().search_experiments(max_results=1)
+    return "experiments can be listed"
+
+
+def _registry_answers() -> str:
+    from mlflow.server.handlers import _get_model_registry_store
+
+    _get_model_registry_store().search_registered_models(max_results=1)
+    return "registered models can be listed"
+
+
+def _artifact_repository(settings: Settings):  # -> ArtifactRepository
+    if settings.serve_artifacts:
+        from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
+
+        return _get_artifact_repo_mlflow_artifacts()
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(settings.default_artifact_root)
+
+
+def _artifact_root_lists(settings: Settings) -> str:
+    _artifact_repository(settings).list_artifacts()
+    return "artifact root can be listed"
+
+
+def _artifact_round_trip(settings: Settings) -> str:
+    """Write a probe object, read it back, delete it."""
+    repo = _artifact_repository(settings)
+    token = uuid.uuid4().hex
+    remote_dir = f"{PROBE_DIR}/{token}"
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = Path(scratch) / "probe.txt"
+        probe.write_text(token)
+        repo.log_artifact(str(probe), remote_dir)
+        try:
+            download_dir = Path(scratch) / "download"
+            download_dir.mkdir()
+            fetched = repo.download_artifacts(f"{remote_dir}/probe.txt", str(download_dir))
+            if Path(fetched).read_text() != token:
+                raise OSError("probe object read back differs from what was written")
+        finally:
+            repo.delete_artifacts(remote_dir)
+    return "probe object written, read back and deleted"
+
+
+def _databricks_identity() -> str:
+    from databricks.sdk import WorkspaceClient
+
+    me = WorkspaceClient().current_user.me()
+    return f"authenticated as {me.user_name or me.id}"
+
+
+def render_table(results: list[CheckResult]) -> str:
+    """A fixed-width table: check, result, reason, fix."""
+    rows = [("check", "result", "reason", "fix")]
+    rows += [(r.name, "ok" if r.ok else "FAILED", r.reason, r.fix) for r in results]
+    widths = [max(len(row[i]) for row in rows[:]) for i in range(3)]
+    out = io.StringIO()
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(3)]
+        out.write("  ".join([*cells, row[3]]).rstrip() + "\n")
+    return out.getvalue()

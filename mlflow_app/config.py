@@ -1,0 +1,450 @@
+"""Settings: the one place that reads the environment.
+
+`load_settings` turns environment variables into a frozen `Settings`, validating each value and
+raising `ConfigError` with one line that names the setting and the fix. `SETTINGS` is the table
+that documents every variable; `mlflow-app config` and the README render it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot start with; the message says which and how to fix it."""
+
+    def __init__(self, setting: str, problem: str, fix: str) -> None:
+        super().__init__(f"{setting}: {problem}; {fix}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented environment variable."""
+
+    name: str
+    default: str
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "MLFLOW_BACKEND_STORE_URI",
+        "(derived)",
+        "Tracking store URI: sqlite:///..., postgresql://..., mysql://..., databricks. "
+        "Unset: `databricks` on Databricks Apps, else SQLite under MLFLOW_APP_DATA_DIR.",
+        aliases=("MLFLOW_TRACKING_URI",),
+    ),
+    Setting(
+        "MLFLOW_REGISTRY_STORE_URI",
+        "(derived)",
+        "Model registry URI. Unset: `databricks-uc` on Databricks Apps, else the backend store.",
+        aliases=("MLFLOW_REGISTRY_URI",),
+    ),
+    Setting(
+        "MLFLOW_DEFAULT_ARTIFACT_ROOT",
+        "mlflow-artifacts:/",
+        "Artifact root for new experiments (s3://, gs://, /Volumes/..., or the proxy).",
+    ),
+    Setting(
+        "MLFLOW_ARTIFACTS_DESTINATION",
+        "<MLFLOW_APP_DATA_DIR>/artifacts",
+        "Where the artifact proxy stores files (local path, s3://, gs://).",
+    ),
+    Setting(
+        "MLFLOW_SERVE_ARTIFACTS",
+        "true",
+        "Proxy artifact uploads and downloads through this server.",
+    ),
+    Setting(
+        "MLFLOW_STATIC_PREFIX",
+        "",
+        "Path prefix for every route, e.g. /mlflow behind a path-routing proxy.",
+    ),
+    Setting(
+        "MLFLOW_SERVER_ALLOWED_HOSTS",
+        "(derived)",
+        "Comma-separated Host headers to accept. Unset: localhost, private addresses and "
+        "the platform's public host (*.databricksapps.com, *.run.app).",
+    ),
+    Setting("MLFLOW_WORKERS", "CPU count (at least 2)", "gunicorn worker processes."),
+    Setting("MLFLOW_APP_THREADS", "4", "Threads per worker (gthread)."),
+    Setting(
+        "PORT",
+        "80",
+        "Port to listen on. DATABRICKS_APP_PORT takes precedence.",
+        aliases=("DATABRICKS_APP_PORT",),
+    ),
+    Setting("MLFLOW_APP_HOST", "0.0.0.0", "Address to listen on."),
+    Setting(
+        "MLFLOW_APP_DATA_DIR",
+        "./mlflow-data",
+        "Directory for the embedded SQLite database and local artifacts.",
+    ),
+    Setting("MLFLOW_APP_HEALTH_PATH", "/healthz", "Liveness endpoint."),
+    Setting("MLFLOW_APP_READY_PATH", "/readyz", "Readiness endpoint (JSON report per check)."),
+    Setting(
+        "MLFLOW_APP_READINESS_CACHE_SECONDS",
+        "5",
+        "How long a readiness report is reused, so probes cannot overload the backend.",
+    ),
+    Setting(
+        "MLFLOW_APP_CHECK_TIMEOUT_SECONDS",
+        "10",
+        "Time limit for each readiness or self-check probe.",
+    ),
+    Setting(
+        "MLFLOW_APP_START_DEGRADED",
+        "false",
+        "Start even when the self-check fails (readiness stays 503 until it passes).",
+    ),
+    Setting(
+        "MLFLOW_APP_GRACEFUL_TIMEOUT",
+        "10",
+        "Seconds a worker may finish in-flight requests after SIGTERM.",
+    ),
+    Setting("MLFLOW_APP_LOG_LEVEL", "info", "gunicorn and application log level."),
+)
+
+PROFILES = ("embedded", "databricks", "external")
+_KNOWN_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "databricks", "file")
+_SCHEME_TYPOS = {
+    "postgres": "postgresql",
+    "pg": "postgresql",
+    "psql": "postgresql",
+    "mariadb": "mysql",
+    "sqlite3": "sqlite",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the environment tells us about where we run."""
+
+    databricks_app_name: str | None
+    databricks_host: str | None
+    cloud_run_service: str | None
+
+    @property
+    def name(self) -> str:
+        if self.databricks_app_name:
+            return "databricks-apps"
+        if self.cloud_run_service:
+            return "cloud-run"
+        return "generic"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs, validated. Build it with `load_settings`."""
+
+    profile: str
+    backend_store_uri: str
+    registry_store_uri: str
+    default_artifact_root: str
+    artifacts_destination: str | None
+    serve_artifacts: bool
+    static_prefix: str
+    allowed_hosts: tuple[str, ...]
+    workers: int
+    threads: int
+    host: str
+    port: int
+    data_dir: Path
+    health_path: str
+    ready_path: str
+    readiness_cache_seconds: float
+    check_timeout_seconds: float
+    start_degraded: bool
+    graceful_timeout: int
+    log_level: str
+    platform: Platform
+
+    @property
+    def bind(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def describe(self) -> dict[str, str]:
+        """The effective settings as strings, with every credential masked."""
+        return {
+            "profile": self.profile,
+            "platform": self.platform.name,
+            "backend_store_uri": mask_uri(self.backend_store_uri),
+            "registry_store_uri": mask_uri(self.registry_store_uri),
+            "default_artifact_root": mask_uri(self.default_artifact_root),
+            "artifacts_destination": mask_uri(self.artifacts_destination or "(none)"),
+            "serve_artifacts": str(self.serve_artifacts).lower(),
+            "static_prefix": self.static_prefix or "(none)",
+            "allowed_hosts": ",".join(self.allowed_hosts),
+            "bind": self.bind,
+            "workers": str(self.workers),
+            "threads": str(self.threads),
+            "data_dir": str(self.data_dir),
+        }
+
+
+def mask_uri(uri: str) -> str:
+    """Hide the password (and any token) in a URI so it can be logged or shown."""
+    parts = urlsplit(uri)
+    if parts.password is None and "token" not in parts.query.lower():
+        return uri
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = re.sub(r"(?i)(token|password|secret)=[^&]*", r"\1=***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build validated settings from the environment (default: `os.environ`)."""
+    env = _Env(os.environ if environ is None else environ)
+    platform = Platform(
+        databricks_app_name=env.get("DATABRICKS_APP_NAME"),
+        databricks_host=env.get("DATABRICKS_HOST"),
+        cloud_run_service=env.get("K_SERVICE"),
+    )
+    data_dir = Path(env.get("MLFLOW_APP_DATA_DIR") or "./mlflow-data").expanduser().resolve()
+    backend = env.first("MLFLOW_BACKEND_STORE_URI", "MLFLOW_TRACKING_URI")
+    registry = env.first("MLFLOW_REGISTRY_STORE_URI", "MLFLOW_REGISTRY_URI")
+    if backend:
+        profile = "databricks" if _scheme(backend[1]) == "databricks" else "external"
+        backend_uri = _store_uri(*backend)
+    elif platform.databricks_app_name:
+        profile, backend_uri = "databricks", "databricks"
+        registry = registry or ("(derived)", "databricks-uc")
+    else:
+        profile, backend_uri = "embedded", f"sqlite:///{data_dir / 'mlflow.db'}"
+    registry_uri = _store_uri(*registry) if registry else backend_uri
+
+    serve_artifacts = env.boolean("MLFLOW_SERVE_ARTIFACTS", default=profile != "databricks")
+    artifact_root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (
+        "mlflow-artifacts:/" if serve_artifacts else ""
+    )
+    destination = env.get("MLFLOW_ARTIFACTS_DESTINATION") or (
+        str(data_dir / "artifacts") if serve_artifacts else None
+    )
+    if artifact_root.startswith("mlflow-artifacts:") and not serve_artifacts:
+        raise ConfigError(
+            "MLFLOW_DEFAULT_ARTIFACT_ROOT",
+            f"'{artifact_root}' needs the artifact proxy, which is off",
+            "set MLFLOW_SERVE_ARTIFACTS=true or point the root at a store",
+        )
+
+    return Settings(
+        profile=profile,
+        backend_store_uri=backend_uri,
+        registry_store_uri=registry_uri,
+        default_artifact_root=artifact_root,
+        artifacts_destination=destination,
+        serve_artifacts=serve_artifacts,
+        static_prefix=_static_prefix(env.get("MLFLOW_STATIC_PREFIX") or ""),
+        allowed_hosts=_allowed_hosts(env.get("MLFLOW_SERVER_ALLOWED_HOSTS"), platform),
+        workers=env.integer(
+            "MLFLOW_WORKERS",
+            default=max(2, os.cpu_count() or 1),
+            low=1,
+            high=64,
+            fix="set it to the number of worker processes, e.g. 4",
+        ),
+        threads=env.integer(
+            "MLFLOW_APP_THREADS",
+            default=4,
+            low=1,
+            high=64,
+            fix="set it to the threads per worker, e.g. 4",
+        ),
+        host=env.get("MLFLOW_APP_HOST") or "0.0.0.0",
+        port=_port(env),
+        data_dir=data_dir,
+        health_path=env.path("MLFLOW_APP_HEALTH_PATH", "/healthz"),
+        ready_path=env.path("MLFLOW_APP_READY_PATH", "/readyz"),
+        readiness_cache_seconds=env.number("MLFLOW_APP_READINESS_CACHE_SECONDS", 5.0, 0, 3600),
+        check_timeout_seconds=env.number("MLFLOW_APP_CHECK_TIMEOUT_SECONDS", 10.0, 0.1, 600),
+        start_degraded=env.boolean("MLFLOW_APP_START_DEGRADED", default=False),
+        graceful_timeout=env.integer(
+            "MLFLOW_APP_GRACEFUL_TIMEOUT",
+            default=10,
+            low=0,
+            high=3600,
+            fix="set it to seconds, e.g. 10",
+        ),
+        log_level=env.choice("MLFLOW_APP_LOG_LEVEL", "info", _LOG_LEVELS),
+        platform=platform,
+    )
+
+
+class _Env:
+    """Typed, validating reads of an environment mapping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def first(self, *names: str) -> tuple[str, str] | None:
+        """The first of `names` that is set, as (name, value)."""
+        for name in names:
+            if value := self.get(name):
+                return name, value
+        return None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(name, f"'{raw}' is not true or false", f"set {name}=true or false")
+
+    def integer(self, name: str, default: int, low: int, high: int, fix: str) -> int:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
+            raise ConfigError(name, f"'{raw}' is not a whole number from {low} to {high}", fix)
+        return int(raw)
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise ConfigError(
+                name,
+                f"'{raw}' is not a number from {low:g} to {high:g}",
+                f"set {name} to seconds, e.g. {default:g}",
+            )
+        return value
+
+    def path(self, name: str, default: str) -> str:
+        raw = self.get(name) or default
+        if not raw.startswith("/") or len(raw) < 2 or raw.endswith("/"):
+            raise ConfigError(
+                name, f"'{raw}' is not a URL path", f"set it to a path such as {default}"
+            )
+        return raw
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = (self.get(name) or default).lower()
+        if raw not in choices:
+            raise ConfigError(
+                name, f"'{raw}' is not one of {', '.join(choices)}", f"set {name} to one of them"
+            )
+        return raw
+
+
+def _scheme(uri: str) -> str:
+    return uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+
+
+def _store_uri(name: str, uri: str) -> str:
+    """Validate a tracking or registry store URI; returns it unchanged."""
+    scheme = _scheme(uri)
+    if scheme in ("http", "https"):
+        raise ConfigError(
+            name,
+            f"'{mask_uri(uri)}' is a server address, not a store",
+            "set it to a database URI such as postgresql://user@host/db, "
+            "or unset it to use the embedded SQLite store",
+        )
+    if scheme in _SCHEME_TYPOS:
+        fixed = _SCHEME_TYPOS[scheme] + uri[len(scheme) :]
+        raise ConfigError(
+            name, f"'{mask_uri(uri)}' is not a SQLAlchemy URI", f"did you mean {mask_uri(fixed)}?"
+        )
+    if scheme not in _KNOWN_STORE_SCHEMES and not (
+        scheme == "databricks-uc" and "REGISTRY" in name
+    ):
+        raise ConfigError(
+            name,
+            f"'{mask_uri(uri)}' has no supported scheme",
+            "use sqlite:///path, postgresql://..., mysql://..., or databricks",
+        )
+    if scheme in ("sqlite", "postgresql", "mysql", "mssql") and "://" not in uri:
+        raise ConfigError(
+            name, f"'{mask_uri(uri)}' is missing '://'", f"write it as {scheme}://..."
+        )
+    return uri
+
+
+def _static_prefix(raw: str) -> str:
+    if raw and (not raw.startswith("/") or raw.endswith("/") or "{" in raw or "}" in raw):
+        raise ConfigError(
+            "MLFLOW_STATIC_PREFIX",
+            f"'{raw}' is not a path prefix",
+            "start it with '/', end it without '/', e.g. /mlflow",
+        )
+    return raw
+
+
+def _port(env: _Env) -> int:
+    fix = "set PORT to a free port such as 8080"
+    for name in ("DATABRICKS_APP_PORT", "PORT"):
+        if env.get(name) is not None:
+            return env.integer(name, default=80, low=1, high=65535, fix=fix)
+    return 80
+
+
+# MLflow's own defaults (loopback and private ranges) keep probes and port-forwards working;
+# the platform's public host is added because its proxy forwards the public Host header.
+_LOCAL_HOSTS = (
+    "localhost",
+    "localhost:*",
+    "127.0.0.1",
+    "127.0.0.1:*",
+    "[::1]",
+    "[[]::1]:*",
+    "0.0.0.0",
+    "0.0.0.0:*",
+    "10.*",
+    "192.168.*",
+    "fc00:*",
+    "fd00:*",
+    *(f"172.{i}.*" for i in range(16, 32)),
+)
+
+
+def _allowed_hosts(raw: str | None, platform: Platform) -> tuple[str, ...]:
+    if raw:
+        hosts = tuple(h.strip() for h in raw.split(",") if h.strip())
+        if not hosts:
+            raise ConfigError(
+                "MLFLOW_SERVER_ALLOWED_HOSTS",
+                "it lists no host",
+                "list host names separated by commas, or unset it",
+            )
+        return hosts
+    public: tuple[str, ...] = ()
+    if platform.databricks_app_name:
+        public = ("*.databricksapps.com", "*.databricksapps.com:*")
+    elif platform.cloud_run_service:
+        public = ("*.run.app", "*.run.app:*")
+    return _LOCAL_HOSTS + public
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (README and `mlflow-app config --help`)."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        name = f"`{s.name}`" + "".join(f" (alias `{a}`)" for a in s.aliases)
+        rows.append(f"| {name} | `{s.default}` | {s.description} |")
+    return "\n".join(rows)

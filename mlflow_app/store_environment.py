@@ -1,0 +1,49 @@
+"""Settings -> the environment MLflow's server reads when it is imported.
+
+MLflow's Flask app takes its stores from private `_MLFLOW_SERVER_*` variables (see
+`mlflow/server/constants.py`); they must be in `os.environ` before `import mlflow.server`
+and before gunicorn forks, so this is the one module that writes the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+from mlflow_app.config import Settings
+
+
+def store_environment(settings: Settings) -> dict[str, str]:
+    """The variables `mlflow server` would set for these settings."""
+    # Names match mlflow.server.constants; spelled out so this module imports without MLflow.
+    env = {
+        "_MLFLOW_SERVER_FILE_STORE": settings.backend_store_uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": settings.registry_store_uri,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": settings.default_artifact_root,
+        "_MLFLOW_SGI_NAME": "gunicorn",
+        # The job runner is a separate process tree that `mlflow server` supervises; we do not
+        # run it (see README, "Differences from mlflow server"), so job routes report it off.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+    }
+    if settings.serve_artifacts:
+        env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
+        if settings.artifacts_destination:
+            env["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = settings.artifacts_destination
+    if settings.static_prefix:
+        env["_MLFLOW_STATIC_PREFIX"] = settings.static_prefix
+    return env
+
+
+def apply_store_environment(
+    settings: Settings, environ: MutableMapping[str, str] | None = None
+) -> None:
+    """Write `store_environment(settings)` into the process environment, and make local dirs."""
+    target = os.environ if environ is None else environ
+    target.update(store_environment(settings))
+    if settings.profile == "embedded" or (
+        settings.artifacts_destination and "://" not in settings.artifacts_destination
+    ):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.artifacts_destination and "://" not in settings.artifacts_destination:
+        os.makedirs(settings.artifacts_destination, exist_ok=True)
