@@ -1,0 +1,128 @@
+"""Fixtures that run the real service: gunicorn as a subprocess on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    data_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def service_env(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "DATABRICKS_", "_MLFLOW_"))}
+    env.update(
+        PORT=str(port),
+        MLFLOW_APP_HOST="127.0.0.1",
+        MLFLOW_APP_DATA_DIR=str(tmp / "data"),
+        MLFLOW_WORKERS="2",
+        PYTHONUNBUFFERED="1",
+    )
+    for key, value in overrides.items():
+        if value == "":  # an empty override unsets the variable
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def start_gunicorn(env: dict[str, str], log_path: Path, **popen) -> subprocess.Popen:
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, **popen,
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen, path: str = "/healthz") -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if requests.get(url + path, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready within {START_TIMEOUT} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server we started, by its PID: SIGTERM, then SIGKILL after a bounded wait."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def run_server(tmp_path: Path) -> Iterator:
+    """Start a server with extra settings; every server started is stopped at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def run(wait: bool = True, **overrides: str) -> Server:
+        port = free_port()
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        process = start_gunicorn(service_env(tmp_path, port, **overrides), log_path)
+        started.append(process)
+        server = Server(f"http://127.0.0.1:{port}", port, process, log_path, tmp_path / "data")
+        if wait:
+            try:
+                wait_ready(server.url, process)
+            except RuntimeError as error:
+                raise AssertionError(f"{error}\n{server.log()}") from None
+        return server
+
+    yield run
+    for process in started:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One embedded-default server shared by a test module."""
+    tmp = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log_path = tmp / "gunicorn.log"
+    process = start_gunicorn(service_env(tmp, port), log_path)
+    srv = Server(f"http://127.0.0.1:{port}", port, process, log_path, tmp / "data")
+    try:
+        wait_ready(srv.url, process, "/readyz")
+    except RuntimeError as error:
+        stop(process)
+        raise AssertionError(f"{error}\n{srv.log()}") from None
+    yield srv
+    stop(process)
