@@ -1,0 +1,58 @@
+"""Error answers for the REST API: MLflow's JSON error shape, never an HTML page or a traceback.
+
+Installed on MLflow's Flask app through its public hooks (`before_request`, `errorhandler`),
+as `mlflow.server.auth` extends it. A JSON body that is not an object is refused with 400
+before MLflow's parser sees it; an unknown API route is a JSON 404; an unexpected exception is
+logged with its request id and answered with a JSON 500 that carries no internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("mlflow_app.errors")
+
+_API_PREFIXES = ("/api/", "/ajax-api/")
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
+    api_prefixes = tuple(static_prefix + p for p in _API_PREFIXES)
+
+    def is_api_request() -> bool:
+        return request.path.startswith(api_prefixes)
+
+    @flask_app.before_request
+    def reject_non_object_json() -> Response | None:
+        if request.method not in _BODY_METHODS or not is_api_request() or not request.is_json:
+            return None
+        body = request.get_json(silent=True, cache=True)
+        if body is None or isinstance(body, dict):
+            return None  # malformed JSON: MLflow's own parser answers it with a 400
+        return error_response(400, "INVALID_PARAMETER_VALUE",
+                              "The request body must be a JSON object.")
+
+    @flask_app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response | HTTPException:
+        if not is_api_request() or error.code is None or error.code < 400:
+            return error
+        code = "ENDPOINT_NOT_FOUND" if error.code in (404, 405) else "BAD_REQUEST"
+        return error_response(error.code, code, error.description or error.name)
+
+    @flask_app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> Response:
+        request_id = request.headers.get("X-Request-Id", "")
+        log.exception("unhandled error in %s %s (request id %s)",
+                      request.method, request.path, request_id)
+        return error_response(500, "INTERNAL_ERROR",
+                              f"Internal error; the server log has details (request id "
+                              f"{request_id}).")
+
+
+def error_response(status: int, error_code: str, message: str) -> Response:
+    body = json.dumps({"error_code": error_code, "message": message})
+    return Response(body, status=status, mimetype="application/json")
