@@ -55,11 +55,13 @@ def service_env(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_gunicorn(env: dict[str, str], log_path: Path, **popen) -> subprocess.Popen:
+def start_gunicorn(env: dict[str, str], log_path: Path,
+                   wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Run gunicorn exactly as the README does, optionally under a wrapper command."""
     log = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, **popen,
+        [*wrapper, sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 
 
