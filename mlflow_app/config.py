@@ -222,14 +222,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backend_uri = _store_uri(*backend)
     elif platform.databricks_app_name:
         profile, backend_uri = "databricks", "databricks"
-        registry = registry or ("(derived)", "databricks-uc")
+        registry = registry or ("MLFLOW_REGISTRY_STORE_URI", "databricks-uc")
     else:
         profile, backend_uri = "embedded", f"sqlite:///{data_dir / 'mlflow.db'}"
-    registry_uri = _store_uri(*registry) if registry else backend_uri
+    registry_uri = _store_uri(*registry, registry=True) if registry else backend_uri
 
     serve_artifacts = env.boolean("MLFLOW_SERVE_ARTIFACTS", default=profile != "databricks")
-    artifact_root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or (
-        "mlflow-artifacts:/" if serve_artifacts else ""
+    artifact_root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or _default_artifact_root(
+        profile, serve_artifacts, data_dir
     )
     destination = env.get("MLFLOW_ARTIFACTS_DESTINATION") or (
         str(data_dir / "artifacts") if serve_artifacts else None
@@ -353,10 +353,19 @@ class _Env:
 
 
 def _scheme(uri: str) -> str:
-    return uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    """`postgresql+psycopg2://...` -> `postgresql`; `databricks-uc` -> `databricks-uc`."""
+    return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
 
-def _store_uri(name: str, uri: str) -> str:
+def _default_artifact_root(profile: str, serve_artifacts: bool, data_dir: Path) -> str:
+    if serve_artifacts:
+        return "mlflow-artifacts:/"
+    if profile == "databricks":
+        return ""  # the workspace chooses each experiment's artifact location
+    return str(data_dir / "artifacts")
+
+
+def _store_uri(name: str, uri: str, registry: bool = False) -> str:
     """Validate a tracking or registry store URI; returns it unchanged."""
     scheme = _scheme(uri)
     if scheme in ("http", "https"):
@@ -371,9 +380,8 @@ def _store_uri(name: str, uri: str) -> str:
         raise ConfigError(
             name, f"'{mask_uri(uri)}' is not a SQLAlchemy URI", f"did you mean {mask_uri(fixed)}?"
         )
-    if scheme not in _KNOWN_STORE_SCHEMES and not (
-        scheme == "databricks-uc" and "REGISTRY" in name
-    ):
+    known = _KNOWN_STORE_SCHEMES + (("databricks-uc",) if registry else ())
+    if scheme not in known:
         raise ConfigError(
             name,
             f"'{mask_uri(uri)}' has no supported scheme",

@@ -33,8 +33,9 @@ def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
         body = request.get_json(silent=True, cache=True)
         if body is None or isinstance(body, dict):
             return None  # malformed JSON: MLflow's own parser answers it with a 400
-        return error_response(400, "INVALID_PARAMETER_VALUE",
-                              "The request body must be a JSON object.")
+        return error_response(
+            400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object."
+        )
 
     @flask_app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response | HTTPException:
@@ -46,11 +47,14 @@ def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
     @flask_app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
         request_id = request.headers.get("X-Request-Id", "")
-        log.exception("unhandled error in %s %s (request id %s)",
-                      request.method, request.path, request_id)
-        return error_response(500, "INTERNAL_ERROR",
-                              f"Internal error; the server log has details (request id "
-                              f"{request_id}).")
+        log.exception(
+            "unhandled error in %s %s (request id %s)", request.method, request.path, request_id
+        )
+        return error_response(
+            500,
+            "INTERNAL_ERROR",
+            f"Internal error; the server log has details (request id {request_id}).",
+        )
 
 
 def error_response(status: int, error_code: str, message: str) -> Response:

@@ -38,8 +38,11 @@ class Server:
 
 
 def service_env(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "DATABRICKS_", "_MLFLOW_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "DATABRICKS_", "_MLFLOW_"))
+    }
     env.update(
         PORT=str(port),
         MLFLOW_APP_HOST="127.0.0.1",
@@ -55,13 +58,17 @@ def service_env(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_gunicorn(env: dict[str, str], log_path: Path,
-                   wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_gunicorn(
+    env: dict[str, str], log_path: Path, wrapper: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """Run gunicorn exactly as the README does, optionally under a wrapper command."""
     log = log_path.open("wb")
     return subprocess.Popen(
         [*wrapper, sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 

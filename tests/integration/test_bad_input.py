@@ -34,8 +34,9 @@ def raw_request(server: Server, method: str, path: str, body: bytes = b"") -> tu
 
 @pytest.fixture(scope="module")
 def run_id(server: Server) -> str:
-    response = requests.post(f"{server.url}{API}/runs/create", json={"experiment_id": "0"},
-                             timeout=10)
+    response = requests.post(
+        f"{server.url}{API}/runs/create", json={"experiment_id": "0"}, timeout=10
+    )
     return response.json()["run"]["info"]["run_id"]
 
 
@@ -47,17 +48,24 @@ def assert_json_error(response: requests.Response, status: int, error_code: str)
 
 @pytest.mark.parametrize("body", [b"{bad", b"[1, 2]", b'"text"', b"null", b"\xff\xfe"])
 def test_malformed_json_is_a_400(server: Server, body: bytes) -> None:
-    response = requests.post(f"{server.url}{API}/experiments/create", data=body,
-                             headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        f"{server.url}{API}/experiments/create",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert_json_error(response, 400, "INVALID_PARAMETER_VALUE")
 
 
-@pytest.mark.parametrize(("path", "error_code"), [
-    (f"{API}/runs/get?run_id=0123456789abcdef0123456789abcdef", "RESOURCE_DOES_NOT_EXIST"),
-    (f"{API}/experiments/get?experiment_id=987654", "RESOURCE_DOES_NOT_EXIST"),
-    (f"{API}/experiments/get?experiment_id=not-a-number", "INVALID_PARAMETER_VALUE"),
-    (f"{API}/registered-models/get?name=no-such-model", "RESOURCE_DOES_NOT_EXIST"),
-])
+@pytest.mark.parametrize(
+    ("path", "error_code"),
+    [
+        (f"{API}/runs/get?run_id=0123456789abcdef0123456789abcdef", "RESOURCE_DOES_NOT_EXIST"),
+        (f"{API}/experiments/get?experiment_id=987654", "RESOURCE_DOES_NOT_EXIST"),
+        (f"{API}/experiments/get?experiment_id=not-a-number", "INVALID_PARAMETER_VALUE"),
+        (f"{API}/registered-models/get?name=no-such-model", "RESOURCE_DOES_NOT_EXIST"),
+    ],
+)
 def test_unknown_ids_are_json_4xx(server: Server, path: str, error_code: str) -> None:
     response = requests.get(server.url + path, timeout=10)
     assert 400 <= response.status_code < 500
@@ -65,32 +73,40 @@ def test_unknown_ids_are_json_4xx(server: Server, path: str, error_code: str) ->
 
 
 def test_unknown_api_route_is_a_json_404(server: Server) -> None:
-    assert_json_error(requests.get(f"{server.url}{API}/no-such-thing", timeout=10), 404,
-                      "ENDPOINT_NOT_FOUND")
+    assert_json_error(
+        requests.get(f"{server.url}{API}/no-such-thing", timeout=10), 404, "ENDPOINT_NOT_FOUND"
+    )
 
 
 def test_oversized_param_key_is_rejected(server: Server, run_id: str) -> None:
-    response = requests.post(f"{server.url}{API}/runs/log-parameter",
-                             json={"run_id": run_id, "key": "k" * 1000, "value": "v"},
-                             timeout=10)
+    response = requests.post(
+        f"{server.url}{API}/runs/log-parameter",
+        json={"run_id": run_id, "key": "k" * 1000, "value": "v"},
+        timeout=10,
+    )
     assert_json_error(response, 400, "INVALID_PARAMETER_VALUE")
 
 
-def test_oversized_param_value_is_truncated_as_mlflow_documents(server: Server,
-                                                                run_id: str) -> None:
-    response = requests.post(f"{server.url}{API}/runs/log-parameter",
-                             json={"run_id": run_id, "key": "long", "value": "v" * 9000},
-                             timeout=10)
+def test_oversized_param_value_is_truncated_as_mlflow_documents(
+    server: Server, run_id: str
+) -> None:
+    response = requests.post(
+        f"{server.url}{API}/runs/log-parameter",
+        json={"run_id": run_id, "key": "long", "value": "v" * 9000},
+        timeout=10,
+    )
     assert response.status_code == 200
-    params = requests.get(f"{server.url}{API}/runs/get", params={"run_id": run_id},
-                          timeout=10).json()["run"]["data"]["params"]
+    params = requests.get(
+        f"{server.url}{API}/runs/get", params={"run_id": run_id}, timeout=10
+    ).json()["run"]["data"]["params"]
     assert {p["key"]: len(p["value"]) for p in params}["long"] == 6000
 
 
 def test_oversized_batch_is_rejected(server: Server, run_id: str) -> None:
     metrics = [{"key": f"m{i}", "value": 1.0, "timestamp": 0, "step": 0} for i in range(1001)]
-    response = requests.post(f"{server.url}{API}/runs/log-batch",
-                             json={"run_id": run_id, "metrics": metrics}, timeout=30)
+    response = requests.post(
+        f"{server.url}{API}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, timeout=30
+    )
     assert_json_error(response, 400, "INVALID_PARAMETER_VALUE")
 
 
@@ -114,11 +130,14 @@ def test_artifact_download_cannot_leave_the_root(server: Server, path: str) -> N
     assert b"root:" not in body
 
 
-@pytest.mark.parametrize("path", [
-    f"{ARTIFACTS}/../../escape-a.txt",
-    f"{ARTIFACTS}/%2e%2e/%2e%2e/escape-b.txt",
-    f"{ARTIFACTS}/..%2f..%2fescape-c.txt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{ARTIFACTS}/../../escape-a.txt",
+        f"{ARTIFACTS}/%2e%2e/%2e%2e/escape-b.txt",
+        f"{ARTIFACTS}/..%2f..%2fescape-c.txt",
+    ],
+)
 def test_artifact_upload_cannot_leave_the_root(server: Server, path: str) -> None:
     status, _ = raw_request(server, "PUT", path, b"payload")
     assert 400 <= status < 500
@@ -136,7 +155,10 @@ def test_absolute_upload_path_lands_inside_the_root(server: Server) -> None:
 @pytest.mark.parametrize("path", ["../../../../etc/passwd", "/etc/passwd", "%2e%2e/x"])
 def test_run_artifact_routes_reject_traversal(server: Server, run_id: str, path: str) -> None:
     for route in ("/get-artifact", f"{API}/artifacts/list"):
-        response = requests.get(server.url + route, timeout=10,
-                                params={"run_id": run_id, "run_uuid": run_id, "path": path})
+        response = requests.get(
+            server.url + route,
+            timeout=10,
+            params={"run_id": run_id, "run_uuid": run_id, "path": path},
+        )
         assert 400 <= response.status_code < 500, (route, response.text)
         assert "root:" not in response.text

@@ -77,8 +77,11 @@ def test_sklearn_model_registry_and_alias(client: MlflowClient) -> None:
     mlflow.set_experiment("e2e-models")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name="e2e-classifier",
-            pip_requirements=["scikit-learn"], input_example=features[:1],
+            model,
+            name="model",
+            registered_model_name="e2e-classifier",
+            pip_requirements=["scikit-learn"],
+            input_example=features[:1],
         )
     version = info.registered_model_version
     client.set_registered_model_alias("e2e-classifier", "champion", str(version))
@@ -127,7 +130,8 @@ def test_ui_ajax_routes_answer(client: MlflowClient, server: Server) -> None:
     experiment_id = client.create_experiment("e2e-ajax")
     response = requests.post(
         f"{server.url}/ajax-api/2.0/mlflow/experiments/search",
-        json={"max_results": 10}, timeout=10,
+        json={"max_results": 10},
+        timeout=10,
     )
     assert response.status_code == 200
     assert experiment_id in {e["experiment_id"] for e in response.json()["experiments"]}

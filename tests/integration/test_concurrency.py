@@ -24,20 +24,28 @@ def write_batches(server: Server, run_id: str, writer: int) -> list[int]:
     with requests.Session() as session:
         for step in range(BATCHES_PER_WRITER):
             metrics = [
-                {"key": f"w{writer}_m{m}", "value": writer + step / 100, "timestamp": 1,
-                 "step": step}
+                {
+                    "key": f"w{writer}_m{m}",
+                    "value": writer + step / 100,
+                    "timestamp": 1,
+                    "step": step,
+                }
                 for m in range(METRICS_PER_BATCH)
             ]
-            response = session.post(f"{server.url}/api/2.0/mlflow/runs/log-batch",
-                                    json={"run_id": run_id, "metrics": metrics}, timeout=60)
+            response = session.post(
+                f"{server.url}/api/2.0/mlflow/runs/log-batch",
+                json={"run_id": run_id, "metrics": metrics},
+                timeout=60,
+            )
             assert response.status_code == 200, response.text
             acknowledged.append(step)
     return acknowledged
 
 
 def test_concurrent_log_batch_writers_all_land(server: Server) -> None:
-    run = requests.post(f"{server.url}/api/2.0/mlflow/runs/create",
-                        json={"experiment_id": "0"}, timeout=10).json()["run"]
+    run = requests.post(
+        f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}, timeout=10
+    ).json()["run"]
     run_id = run["info"]["run_id"]
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
@@ -49,6 +57,7 @@ def test_concurrent_log_batch_writers_all_land(server: Server) -> None:
         for m in (0, METRICS_PER_BATCH - 1):
             history = requests.get(
                 f"{server.url}/api/2.0/mlflow/metrics/get-history",
-                params={"run_id": run_id, "metric_key": f"w{writer}_m{m}"}, timeout=30,
+                params={"run_id": run_id, "metric_key": f"w{writer}_m{m}"},
+                timeout=30,
             ).json()["metrics"]
             assert sorted(h["step"] for h in history) == steps

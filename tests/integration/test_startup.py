@@ -29,13 +29,16 @@ def dead_postgres_uri() -> str:
     return f"postgresql://mlflow:{SECRET}@127.0.0.1:{free_port()}/mlflow"
 
 
-@pytest.mark.parametrize(("setting", "value"), [
-    ("MLFLOW_WORKERS", "lots"),
-    ("MLFLOW_BACKEND_STORE_URI", "postgres://u:pw@db/mlflow"),
-    ("MLFLOW_TRACKING_URI", "http://mlflow.example.com"),
-    ("PORT", "99999"),
-    ("MLFLOW_STATIC_PREFIX", "mlflow/"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("MLFLOW_WORKERS", "lots"),
+        ("MLFLOW_BACKEND_STORE_URI", "postgres://u:pw@db/mlflow"),
+        ("MLFLOW_TRACKING_URI", "http://mlflow.example.com"),
+        ("PORT", "99999"),
+        ("MLFLOW_STATIC_PREFIX", "mlflow/"),
+    ],
+)
 def test_a_wrong_setting_stops_startup_with_one_line(tmp_path, setting: str, value: str):
     code, output = run_to_exit(tmp_path, **{setting: value})
     lines = [line for line in output.splitlines() if line.strip()]
@@ -49,8 +52,10 @@ def test_a_wrong_setting_stops_startup_with_one_line(tmp_path, setting: str, val
 NO_LOW_PORTS = ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service")
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None,
-                    reason="setpriv (util-linux) is needed to drop the port capability")
+@pytest.mark.skipif(
+    shutil.which("setpriv") is None,
+    reason="setpriv (util-linux) is needed to drop the port capability",
+)
 def test_privileged_port_without_rights_says_to_set_port(tmp_path):
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
         if int(f.read()) <= 80:
@@ -70,8 +75,9 @@ def test_privileged_port_without_rights_says_to_set_port(tmp_path):
 
 
 def test_failing_backend_stops_startup_with_a_table_and_no_secret(tmp_path):
-    code, output = run_to_exit(tmp_path, MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
-                               MLFLOW_APP_CHECK_TIMEOUT_SECONDS="5")
+    code, output = run_to_exit(
+        tmp_path, MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(), MLFLOW_APP_CHECK_TIMEOUT_SECONDS="5"
+    )
     assert code != 0
     assert "mlflow-app: self-check failed (tracking_store, model_registry)" in output
     assert "MLFLOW_APP_START_DEGRADED=true" in output
@@ -81,8 +87,11 @@ def test_failing_backend_stops_startup_with_a_table_and_no_secret(tmp_path):
 
 
 def test_degraded_start_serves_readiness_503_with_reasons(tmp_path, run_server):
-    server = run_server(MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
-                        MLFLOW_APP_START_DEGRADED="true", MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3")
+    server = run_server(
+        MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
+        MLFLOW_APP_START_DEGRADED="true",
+        MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3",
+    )
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
     response = requests.get(f"{server.url}/readyz", timeout=30)
     report = response.json()
@@ -106,18 +115,34 @@ def test_readiness_report_is_cached_between_probes(run_server):
 
 def test_check_command_prints_the_report(tmp_path):
     env = service_env(tmp_path, free_port())
-    result = subprocess.run([sys.executable, "-m", "mlflow_app.cli", "check"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_app.cli", "check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert rows == {"tracking_store": "ok", "model_registry": "ok", "artifact_store": "ok"}
 
 
 def test_check_command_fails_on_a_dead_backend(tmp_path):
-    env = service_env(tmp_path, free_port(), MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
-                      MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3")
-    result = subprocess.run([sys.executable, "-m", "mlflow_app.cli", "check"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = service_env(
+        tmp_path,
+        free_port(),
+        MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
+        MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_app.cli", "check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "tracking_store  FAILED" in result.stdout
     assert SECRET not in result.stdout + result.stderr

@@ -15,21 +15,39 @@ from tests.integration.conftest import Server
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
-                       "(.ci/run installs it: apt-get install chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)",
+    ),
 ]
 # Flags that keep Chromium off the network, which this machine does not have.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def rendered_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran (virtual time lets the app fetch and render)."""
     result = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return result.stdout
 
@@ -37,15 +55,20 @@ def rendered_dom(url: str, profile: Path) -> str:
 @pytest.fixture(scope="module")
 def logged(server: Server) -> dict[str, str]:
     api = f"{server.url}/api/2.0/mlflow"
-    experiment_id = requests.post(f"{api}/experiments/create",
-                                  json={"name": "ui-check-experiment-ü"},
-                                  timeout=10).json()["experiment_id"]
-    run = requests.post(f"{api}/runs/create",
-                        json={"experiment_id": experiment_id, "run_name": "ui-check-run-7"},
-                        timeout=10).json()["run"]
+    experiment_id = requests.post(
+        f"{api}/experiments/create", json={"name": "ui-check-experiment-ü"}, timeout=10
+    ).json()["experiment_id"]
+    run = requests.post(
+        f"{api}/runs/create",
+        json={"experiment_id": experiment_id, "run_name": "ui-check-run-7"},
+        timeout=10,
+    ).json()["run"]
     run_id = run["info"]["run_id"]
-    requests.post(f"{api}/runs/log-parameter",
-                  json={"run_id": run_id, "key": "ui_param", "value": "ui-value-31"}, timeout=10)
+    requests.post(
+        f"{api}/runs/log-parameter",
+        json={"run_id": run_id, "key": "ui_param", "value": "ui-value-31"},
+        timeout=10,
+    )
     return {"experiment_id": experiment_id, "run_id": run_id}
 
 
@@ -66,8 +89,11 @@ def test_ui_requests_all_succeed(server: Server, logged: dict, tmp_path: Path) -
     statuses = re.findall(r'"(GET|POST) (\S+) HTTP/1.1" (\d{3})', server.log())
     failed = [(m, p, s) for m, p, s in statuses if s.startswith("5")]
     # users/current belongs to MLflow's basic-auth app; stock `mlflow server` answers it 404 too.
-    missing = [(m, p, s) for m, p, s in statuses
-               if s == "404" and "/ajax-api/" in p and "users/current" not in p]
+    missing = [
+        (m, p, s)
+        for m, p, s in statuses
+        if s == "404" and "/ajax-api/" in p and "users/current" not in p
+    ]
     assert statuses, "no access log lines were read"
     assert failed == []
     assert missing == []

@@ -1,0 +1,173 @@
+"""Settings: derived profile, aliases, precedence, and one actionable line per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlflow_app.config import ConfigError, load_settings, mask_uri, settings_table
+
+
+def test_embedded_default_is_sqlite_with_proxied_local_artifacts(tmp_path: Path) -> None:
+    settings = load_settings({"MLFLOW_APP_DATA_DIR": str(tmp_path)})
+    assert settings.profile == "embedded"
+    assert settings.backend_store_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert settings.registry_store_uri == settings.backend_store_uri
+    assert settings.serve_artifacts is True
+    assert settings.default_artifact_root == "mlflow-artifacts:/"
+    assert settings.artifacts_destination == str(tmp_path / "artifacts")
+
+
+def test_without_the_proxy_artifacts_go_to_a_local_root(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"MLFLOW_APP_DATA_DIR": str(tmp_path), "MLFLOW_SERVE_ARTIFACTS": "false"}
+    )
+    assert (settings.default_artifact_root, settings.artifacts_destination) == (
+        str(tmp_path / "artifacts"),
+        None,
+    )
+
+
+def test_explicit_backend_wins_over_databricks_apps() -> None:
+    settings = load_settings(
+        {"MLFLOW_BACKEND_STORE_URI": "postgresql://u@db/mlflow", "DATABRICKS_APP_NAME": "mlflow"}
+    )
+    assert settings.profile == "external"
+    assert settings.backend_store_uri == "postgresql://u@db/mlflow"
+    assert settings.registry_store_uri == "postgresql://u@db/mlflow"
+
+
+def test_databricks_apps_derives_workspace_tracking_and_unity_catalog_registry() -> None:
+    settings = load_settings({"DATABRICKS_APP_NAME": "mlflow", "DATABRICKS_APP_PORT": "8000"})
+    assert (settings.profile, settings.backend_store_uri, settings.registry_store_uri) == (
+        "databricks",
+        "databricks",
+        "databricks-uc",
+    )
+    assert settings.port == 8000
+    assert "*.databricksapps.com" in settings.allowed_hosts
+
+
+def test_tracking_and_registry_uri_aliases_are_accepted() -> None:
+    settings = load_settings(
+        {"MLFLOW_TRACKING_URI": "mysql://u@db/m", "MLFLOW_REGISTRY_URI": "sqlite:////tmp/r.db"}
+    )
+    assert settings.backend_store_uri == "mysql://u@db/m"
+    assert settings.registry_store_uri == "sqlite:////tmp/r.db"
+
+
+def test_public_name_wins_over_alias() -> None:
+    settings = load_settings(
+        {"MLFLOW_TRACKING_URI": "mysql://u@db/a", "MLFLOW_BACKEND_STORE_URI": "postgresql://u@db/b"}
+    )
+    assert settings.backend_store_uri == "postgresql://u@db/b"
+
+
+@pytest.mark.parametrize(
+    ("environ", "port"),
+    [
+        ({}, 80),
+        ({"PORT": "8080"}, 8080),
+        ({"PORT": "8080", "DATABRICKS_APP_PORT": "8000"}, 8000),
+    ],
+)
+def test_port_precedence(environ: dict[str, str], port: int) -> None:
+    assert load_settings(environ).port == port
+
+
+def test_cloud_run_adds_its_public_host_and_explicit_hosts_replace_defaults() -> None:
+    assert "*.run.app" in load_settings({"K_SERVICE": "mlflow"}).allowed_hosts
+    assert load_settings({"MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow.corp, x.corp"}).allowed_hosts == (
+        "mlflow.corp",
+        "x.corp",
+    )
+    assert "localhost" in load_settings({}).allowed_hosts
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting", "hint"),
+    [
+        ({"MLFLOW_WORKERS": "many"}, "MLFLOW_WORKERS", "number of worker processes"),
+        ({"MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS", "from 1 to 64"),
+        ({"PORT": "http"}, "PORT", "set PORT to a free port"),
+        ({"DATABRICKS_APP_PORT": "70000"}, "DATABRICKS_APP_PORT", "from 1 to 65535"),
+        (
+            {"MLFLOW_BACKEND_STORE_URI": "postgres://u:pw@db/m"},
+            "MLFLOW_BACKEND_STORE_URI",
+            "did you mean postgresql://u:***@db/m?",
+        ),
+        (
+            {"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
+            "MLFLOW_TRACKING_URI",
+            "is a server address, not a store",
+        ),
+        (
+            {"MLFLOW_BACKEND_STORE_URI": "mongodb://x"},
+            "MLFLOW_BACKEND_STORE_URI",
+            "no supported scheme",
+        ),
+        (
+            {"MLFLOW_BACKEND_STORE_URI": "sqlite:mlflow.db"},
+            "MLFLOW_BACKEND_STORE_URI",
+            "missing '://'",
+        ),
+        ({"MLFLOW_SERVE_ARTIFACTS": "maybe"}, "MLFLOW_SERVE_ARTIFACTS", "true or false"),
+        (
+            {
+                "MLFLOW_SERVE_ARTIFACTS": "false",
+                "MLFLOW_DEFAULT_ARTIFACT_ROOT": "mlflow-artifacts:/",
+            },
+            "MLFLOW_DEFAULT_ARTIFACT_ROOT",
+            "proxy",
+        ),
+        ({"MLFLOW_STATIC_PREFIX": "mlflow"}, "MLFLOW_STATIC_PREFIX", "start it with '/'"),
+        ({"MLFLOW_APP_READY_PATH": "ready"}, "MLFLOW_APP_READY_PATH", "not a URL path"),
+        (
+            {"MLFLOW_APP_READINESS_CACHE_SECONDS": "-1"},
+            "MLFLOW_APP_READINESS_CACHE_SECONDS",
+            "is not a number from 0",
+        ),
+        ({"MLFLOW_APP_LOG_LEVEL": "loud"}, "MLFLOW_APP_LOG_LEVEL", "one of debug"),
+        ({"MLFLOW_SERVER_ALLOWED_HOSTS": " , "}, "MLFLOW_SERVER_ALLOWED_HOSTS", "lists no host"),
+    ],
+)
+def test_each_bad_value_names_its_setting_and_fix(environ, setting: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ)
+    message = str(raised.value)
+    assert raised.value.setting == setting
+    assert message.startswith(f"{setting}: ")
+    assert hint in message
+    assert "\n" not in message
+    assert ":pw@" not in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        ("postgresql://user:hunter2@db:5432/mlflow", "postgresql://user:***@db:5432/mlflow"),
+        ("mysql+pymysql://u:p%40ss@h/db?ssl=1", "mysql+pymysql://u:***@h/db?ssl=1"),
+        ("sqlite:////data/mlflow.db", "sqlite:////data/mlflow.db"),
+        ("https://host/x?token=abc&a=1", "https://host/x?token=***&a=1"),
+    ],
+)
+def test_mask_uri_hides_credentials(uri: str, masked: str) -> None:
+    assert mask_uri(uri) == masked
+
+
+def test_describe_never_shows_a_password() -> None:
+    settings = load_settings({"MLFLOW_BACKEND_STORE_URI": "postgresql://u:hunter2@db/m"})
+    assert "hunter2" not in repr(settings.describe())
+
+
+def test_settings_table_documents_every_variable_read() -> None:
+    table = settings_table()
+    source = (Path(__file__).parents[2] / "mlflow_app" / "config.py").read_text()
+    import re
+
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', source))
+    read |= {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_REGISTRY_STORE_URI", "PORT"}
+    platform = {"DATABRICKS_APP_NAME", "DATABRICKS_HOST", "K_SERVICE"}
+    missing = [name for name in read - platform if f"`{name}`" not in table]
+    assert missing == []
