@@ -1,0 +1,292 @@
+"""Side-by-side benchmark: stock `mlflow server` against this service, in one run.
+
+Servers are started in turn (A B A B by default) on 127.0.0.1 with fresh SQLite data, and
+each is measured on: cold start to first 200, memory of its whole process tree (RSS and PSS),
+a read mix, a log-batch write mix at 32 concurrent writers, and the UI index. Results are
+printed per round and as ratios against stock. Every load loop is bounded in requests and time.
+
+    python benchmarks/compare_stock.py [--rounds 2] [--requests 400] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MIX_TIME_LIMIT = 60.0
+START_TIME_LIMIT = 120.0
+
+
+@dataclass
+class Variant:
+    name: str
+    command: Callable[[int, Path], list[str]]
+    env: Callable[[int, Path], dict[str, str]] = lambda port, data: {}
+
+
+def stock_command(port: int, data: Path) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "2", "--backend-store-uri", f"sqlite:///{data}/mlflow.db",
+            "--artifacts-destination", str(data / "artifacts")]
+
+
+def service_command(port: int, data: Path) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+def service_env(port: int, data: Path) -> dict[str, str]:
+    return {"PORT": str(port), "MLFLOW_APP_HOST": "127.0.0.1", "MLFLOW_APP_DATA_DIR": str(data),
+            "MLFLOW_WORKERS": "2"}
+
+
+VARIANTS = {
+    "stock": Variant("stock", stock_command),
+    "service": Variant("service", service_command, service_env),
+}
+
+
+@dataclass
+class Measurement:
+    variant: str
+    cold_start_s: float
+    rss_mb: float
+    pss_mb: float
+    processes: int
+    mixes: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, body: dict | None = None,
+            conn: http.client.HTTPConnection | None = None) -> int:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    payload = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    if own:
+        conn.close()
+    return response.status
+
+
+def wait_first_200(port: int, process: subprocess.Popen) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < START_TIME_LIMIT:
+        if process.poll() is not None:
+            raise RuntimeError("server exited during startup")
+        try:
+            if request(port, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0") == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("no 200 within the start limit")
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    tree, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        tree.append(pid)
+        stack.extend(children.get(pid, []))
+    return tree
+
+
+def memory_mb(pids: list[int]) -> tuple[float, float]:
+    """Summed RSS and PSS (shared pages split between sharers) of the processes."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss / 1024, pss / 1024
+
+
+def run_mix(port: int, concurrency: int, total: int,
+            one: Callable[[http.client.HTTPConnection, int], int]) -> dict[str, float]:
+    """`total` requests over `concurrency` keep-alive connections; latency and throughput."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(total))
+    deadline = time.monotonic() + MIX_TIME_LIMIT
+
+    def worker() -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            t0 = time.perf_counter()
+            try:
+                ok = one(conn, i) == 200
+            except OSError:
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput_rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan"),
+    }
+
+
+def measure(variant: Variant, total: int) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{variant.name}-") as tmp:
+        data = Path(tmp)
+        port = free_port()
+        env = {**os.environ, **variant.env(port, data)}
+        process = subprocess.Popen(variant.command(port, data), cwd=REPO, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            cold = wait_first_200(port, process)
+            time.sleep(2)  # let every worker and helper process finish booting
+            tree = process_tree(process.pid)
+            rss, pss = memory_mb(tree)
+            result = Measurement(variant.name, cold, rss, pss, len(tree))
+            run_id = seed(port)
+            result.mixes["read"] = run_mix(port, 8, total, lambda c, i: read_one(c, i, run_id))
+            result.mixes["log_batch_32"] = run_mix(
+                port, 32, total, lambda c, i: log_batch_one(c, i, run_id))
+            result.mixes["ui_index"] = run_mix(port, 8, total,
+                                               lambda c, i: request(port, "GET", "/", conn=c))
+            return result
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def seed(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/api/2.0/mlflow/runs/create",
+                 body=json.dumps({"experiment_id": "0"}),
+                 headers={"Content-Type": "application/json"})
+    run_id = json.loads(conn.getresponse().read())["run"]["info"]["run_id"]
+    conn.close()
+    return run_id
+
+
+def read_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
+    if i % 2:
+        return request(0, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}", conn=conn)
+    return request(0, "POST", "/api/2.0/mlflow/runs/search",
+                   {"experiment_ids": ["0"], "max_results": 10}, conn=conn)
+
+
+def log_batch_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
+    metrics = [{"key": f"m{k}", "value": float(i), "timestamp": i, "step": i} for k in range(10)]
+    return request(0, "POST", "/api/2.0/mlflow/runs/log-batch",
+                   {"run_id": run_id, "metrics": metrics}, conn=conn)
+
+
+def report(results: list[Measurement]) -> dict:
+    by_variant: dict[str, list[Measurement]] = {}
+    for m in results:
+        by_variant.setdefault(m.variant, []).append(m)
+
+    def mean(values: list[float]) -> float:
+        return statistics.fmean(values)
+
+    summary = {}
+    for name, ms in by_variant.items():
+        summary[name] = {
+            "cold_start_s": mean([m.cold_start_s for m in ms]),
+            "rss_mb": mean([m.rss_mb for m in ms]),
+            "pss_mb": mean([m.pss_mb for m in ms]),
+            "processes": mean([m.processes for m in ms]),
+            **{f"{mix}.{k}": mean([m.mixes[mix][k] for m in ms])
+               for mix in ms[0].mixes for k in ms[0].mixes[mix]},
+        }
+    if "stock" in summary:
+        for name, row in summary.items():
+            if name != "stock":
+                row["ratios_vs_stock"] = {
+                    k: round(v / summary["stock"][k], 3) for k, v in row.items()
+                    if isinstance(v, float) and summary["stock"].get(k)
+                }
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=400, help="requests per mix")
+    parser.add_argument("--variants", default="stock,service")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    results = []
+    for round_number in range(args.rounds):
+        for name in args.variants.split(","):
+            m = measure(VARIANTS[name], args.requests)
+            results.append(m)
+            mixes = "  ".join(f"{k}: {v['throughput_rps']:.0f} rps p50 {v['p50_ms']:.1f} ms "
+                              f"p99 {v['p99_ms']:.1f} ms err {v['errors']:.0f}"
+                              for k, v in m.mixes.items())
+            print(f"round {round_number + 1} {name:8} start {m.cold_start_s:.2f} s  "
+                  f"RSS {m.rss_mb:.0f} MB PSS {m.pss_mb:.0f} MB ({m.processes} procs)  {mixes}",
+                  flush=True)
+    summary = report(results)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
