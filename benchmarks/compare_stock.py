@@ -39,9 +39,22 @@ class Variant:
 
 
 def stock_command(port: int, data: Path) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "2", "--backend-store-uri", f"sqlite:///{data}/mlflow.db",
-            "--artifacts-destination", str(data / "artifacts")]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--backend-store-uri",
+        f"sqlite:///{data}/mlflow.db",
+        "--artifacts-destination",
+        str(data / "artifacts"),
+    ]
 
 
 def service_command(port: int, data: Path) -> list[str]:
@@ -49,8 +62,12 @@ def service_command(port: int, data: Path) -> list[str]:
 
 
 def service_env(port: int, data: Path) -> dict[str, str]:
-    return {"PORT": str(port), "MLFLOW_APP_HOST": "127.0.0.1", "MLFLOW_APP_DATA_DIR": str(data),
-            "MLFLOW_WORKERS": "2"}
+    return {
+        "PORT": str(port),
+        "MLFLOW_APP_HOST": "127.0.0.1",
+        "MLFLOW_APP_DATA_DIR": str(data),
+        "MLFLOW_WORKERS": "2",
+    }
 
 
 VARIANTS = {
@@ -75,8 +92,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def request(port: int, method: str, path: str, body: dict | None = None,
-            conn: http.client.HTTPConnection | None = None) -> int:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    conn: http.client.HTTPConnection | None = None,
+) -> int:
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     payload = json.dumps(body).encode() if body is not None else None
@@ -135,8 +157,9 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
-def run_mix(port: int, concurrency: int, total: int,
-            one: Callable[[http.client.HTTPConnection, int], int]) -> dict[str, float]:
+def run_mix(
+    port: int, concurrency: int, total: int, one: Callable[[http.client.HTTPConnection, int], int]
+) -> dict[str, float]:
     """`total` requests over `concurrency` keep-alive connections; latency and throughput."""
     latencies: list[float] = []
     errors = 0
@@ -186,9 +209,14 @@ def measure(variant: Variant, total: int) -> Measurement:
         data = Path(tmp)
         port = free_port()
         env = {**os.environ, **variant.env(port, data)}
-        process = subprocess.Popen(variant.command(port, data), cwd=REPO, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            variant.command(port, data),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             cold = wait_first_200(port, process)
             time.sleep(2)  # let every worker and helper process finish booting
@@ -198,9 +226,11 @@ def measure(variant: Variant, total: int) -> Measurement:
             run_id = seed(port)
             result.mixes["read"] = run_mix(port, 8, total, lambda c, i: read_one(c, i, run_id))
             result.mixes["log_batch_32"] = run_mix(
-                port, 32, total, lambda c, i: log_batch_one(c, i, run_id))
-            result.mixes["ui_index"] = run_mix(port, 8, total,
-                                               lambda c, i: request(port, "GET", "/", conn=c))
+                port, 32, total, lambda c, i: log_batch_one(c, i, run_id)
+            )
+            result.mixes["ui_index"] = run_mix(
+                port, 8, total, lambda c, i: request(port, "GET", "/", conn=c)
+            )
             return result
         finally:
             os.killpg(process.pid, signal.SIGTERM)
@@ -213,9 +243,12 @@ def measure(variant: Variant, total: int) -> Measurement:
 
 def seed(port: int) -> str:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("POST", "/api/2.0/mlflow/runs/create",
-                 body=json.dumps({"experiment_id": "0"}),
-                 headers={"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        body=json.dumps({"experiment_id": "0"}),
+        headers={"Content-Type": "application/json"},
+    )
     run_id = json.loads(conn.getresponse().read())["run"]["info"]["run_id"]
     conn.close()
     return run_id
@@ -224,14 +257,24 @@ def seed(port: int) -> str:
 def read_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
     if i % 2:
         return request(0, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}", conn=conn)
-    return request(0, "POST", "/api/2.0/mlflow/runs/search",
-                   {"experiment_ids": ["0"], "max_results": 10}, conn=conn)
+    return request(
+        0,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": ["0"], "max_results": 10},
+        conn=conn,
+    )
 
 
 def log_batch_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
     metrics = [{"key": f"m{k}", "value": float(i), "timestamp": i, "step": i} for k in range(10)]
-    return request(0, "POST", "/api/2.0/mlflow/runs/log-batch",
-                   {"run_id": run_id, "metrics": metrics}, conn=conn)
+    return request(
+        0,
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        {"run_id": run_id, "metrics": metrics},
+        conn=conn,
+    )
 
 
 def report(results: list[Measurement]) -> dict:
@@ -249,14 +292,18 @@ def report(results: list[Measurement]) -> dict:
             "rss_mb": mean([m.rss_mb for m in ms]),
             "pss_mb": mean([m.pss_mb for m in ms]),
             "processes": mean([m.processes for m in ms]),
-            **{f"{mix}.{k}": mean([m.mixes[mix][k] for m in ms])
-               for mix in ms[0].mixes for k in ms[0].mixes[mix]},
+            **{
+                f"{mix}.{k}": mean([m.mixes[mix][k] for m in ms])
+                for mix in ms[0].mixes
+                for k in ms[0].mixes[mix]
+            },
         }
     if "stock" in summary:
         for name, row in summary.items():
             if name != "stock":
                 row["ratios_vs_stock"] = {
-                    k: round(v / summary["stock"][k], 3) for k, v in row.items()
+                    k: round(v / summary["stock"][k], 3)
+                    for k, v in row.items()
                     if isinstance(v, float) and summary["stock"].get(k)
                 }
     return summary
@@ -275,12 +322,16 @@ def main() -> int:
         for name in args.variants.split(","):
             m = measure(VARIANTS[name], args.requests)
             results.append(m)
-            mixes = "  ".join(f"{k}: {v['throughput_rps']:.0f} rps p50 {v['p50_ms']:.1f} ms "
-                              f"p99 {v['p99_ms']:.1f} ms err {v['errors']:.0f}"
-                              for k, v in m.mixes.items())
-            print(f"round {round_number + 1} {name:8} start {m.cold_start_s:.2f} s  "
-                  f"RSS {m.rss_mb:.0f} MB PSS {m.pss_mb:.0f} MB ({m.processes} procs)  {mixes}",
-                  flush=True)
+            mixes = "  ".join(
+                f"{k}: {v['throughput_rps']:.0f} rps p50 {v['p50_ms']:.1f} ms "
+                f"p99 {v['p99_ms']:.1f} ms err {v['errors']:.0f}"
+                for k, v in m.mixes.items()
+            )
+            print(
+                f"round {round_number + 1} {name:8} start {m.cold_start_s:.2f} s  "
+                f"RSS {m.rss_mb:.0f} MB PSS {m.pss_mb:.0f} MB ({m.processes} procs)  {mixes}",
+                flush=True,
+            )
     summary = report(results)
     print(json.dumps(summary, indent=2))
     if args.json:

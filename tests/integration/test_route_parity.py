@@ -31,14 +31,19 @@ def test_fastapi_only_route_is_served(server: Server, method, path, body, status
 
 
 def test_otlp_endpoint_validates_like_mlflow(server: Server) -> None:
-    response = requests.post(f"{server.url}/v1/traces", data=b"not protobuf", timeout=30,
-                             headers={"Content-Type": "application/x-protobuf",
-                                      "x-mlflow-experiment-id": "0"})
+    response = requests.post(
+        f"{server.url}/v1/traces",
+        data=b"not protobuf",
+        timeout=30,
+        headers={"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": "0"},
+    )
     assert response.status_code == 400
     assert "Invalid OpenTelemetry format" in response.text
 
 
-@pytest.mark.parametrize("path", ["/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info",
-                                  "/health", "/version"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info", "/health", "/version"],
+)
 def test_routes_both_apps_have_are_served_by_flask(server: Server, path: str) -> None:
     assert requests.get(server.url + path, timeout=10).status_code == 200
