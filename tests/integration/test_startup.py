@@ -146,3 +146,14 @@ def test_check_command_fails_on_a_dead_backend(tmp_path):
     assert result.returncode == 1
     assert "tracking_store  FAILED" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_platform_public_host_is_allowed_and_others_are_refused(run_server):
+    server = run_server(K_SERVICE="mlflow")  # Cloud Run: the proxy forwards *.run.app
+    url = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    public = requests.get(url, headers={"Host": "mlflow-x7.a.run.app"}, timeout=10)
+    foreign = requests.get(url, headers={"Host": "attacker.example"}, timeout=10)
+    probe = requests.get(f"{server.url}/readyz", headers={"Host": "10.1.2.3:8080"}, timeout=10)
+    assert public.status_code == 200
+    assert foreign.status_code == 403
+    assert probe.status_code == 200

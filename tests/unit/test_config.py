@@ -171,3 +171,8 @@ def test_settings_table_documents_every_variable_read() -> None:
     platform = {"DATABRICKS_APP_NAME", "DATABRICKS_HOST", "K_SERVICE"}
     missing = [name for name in read - platform if f"`{name}`" not in table]
     assert missing == []
+
+
+def test_readme_settings_table_is_generated_from_the_code() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert settings_table() in readme, "regenerate it: mlflow-app config --table"
