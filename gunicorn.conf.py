@@ -1,8 +1,6 @@
 """gunicorn configuration: bind, workers, timeouts and the lifecycle hooks.
 
-Run: `gunicorn -c gunicorn.conf.py wsgi:app`. Settings come import logging
-
-from mlflow_app.config; the
+Run: `gunicorn -c gunicorn.conf.py wsgi:app`. Settings come from mlflow_app.config; the
 self-check runs once in the master before any worker forks.
 """
 
@@ -10,11 +8,14 @@ import logging
 
 from mlflow_app.config import ConfigError, load_settings
 from mlflow_app.selfcheck import ensure_port_bindable, startup_selfcheck
+from mlflow_app.store_environment import apply_metrics_environment
 
 try:
     _settings = load_settings()
 except ConfigError as error:
     raise SystemExit(f"mlflow-app: {error}") from None
+# Before the app is preloaded: prometheus_client chooses multiprocess mode at import.
+apply_metrics_environment(_settings)
 
 wsgi_app = "wsgi:app"
 bind = [_settings.bind]
@@ -40,3 +41,9 @@ control_socket_disable = True
 def on_starting(server) -> None:
     ensure_port_bindable(_settings)
     startup_selfcheck(_settings, logging.getLogger("gunicorn.error"))
+
+
+def child_exit(server, worker) -> None:
+    from mlflow_app.metrics import worker_exited
+
+    worker_exited(worker.pid)

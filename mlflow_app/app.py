@@ -1,12 +1,13 @@
 """The middleware chain: one function that wraps MLflow's Flask app for serving.
 
-Read `build_app` top to bottom for the order a request passes through, outermost first.
+Read `build_app` top to bottom for the order a request passes through, innermost first.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
+from mlflow_app import metrics
 from mlflow_app.config import Settings
 from mlflow_app.errors import install_error_handling
 from mlflow_app.health import HealthEndpoints, ReadinessReport
@@ -16,9 +17,23 @@ from mlflow_app.wsgi_types import WSGIApp
 
 
 def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
-    """gunicorn -> request id -> health/readiness -> MLflow (Flask, or FastAPI-only routes)."""
+    """gunicorn -> request id -> metrics -> health/readiness -> MLflow (Flask or FastAPI-only)."""
     install_error_handling(mlflow_app, settings.static_prefix)
+    if settings.metrics:
+        metrics.instrument_mlflow_stores(settings)
+        metrics.record_app_info(settings)
+    readiness = ReadinessReport(
+        settings, on_refresh=metrics.record_readiness if settings.metrics else None
+    )
+
     app: WSGIApp = NativeRoutes(mlflow_app)
-    app = HealthEndpoints(app, settings, ReadinessReport(settings))
+    app = HealthEndpoints(app, settings, readiness)
+    if settings.metrics:
+        app = metrics.Metrics(app, exposition_paths(settings))
     app = RequestId(app)
     return app
+
+
+def exposition_paths(settings: Settings) -> tuple[str, str]:
+    prefix = settings.static_prefix
+    return prefix + settings.metrics_path, prefix + settings.metrics_api_path

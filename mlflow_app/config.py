@@ -99,6 +99,19 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "Time limit for each readiness or self-check probe.",
     ),
+    Setting("MLFLOW_APP_METRICS", "true", "Record Prometheus metrics and serve them."),
+    Setting("MLFLOW_APP_METRICS_PATH", "/metrics", "Prometheus exposition endpoint."),
+    Setting(
+        "MLFLOW_APP_METRICS_API_PATH",
+        "/api/metrics",
+        "Alias of the metrics endpoint under /api/, the only prefix where Databricks Apps "
+        "accepts bearer tokens from outside.",
+    ),
+    Setting(
+        "MLFLOW_APP_METRICS_DIR",
+        "(new temporary directory)",
+        "prometheus_client multiprocess directory; emptied when the server starts.",
+    ),
     Setting(
         "MLFLOW_APP_START_DEGRADED",
         "false",
@@ -164,6 +177,10 @@ class Settings:
     ready_path: str
     readiness_cache_seconds: float
     check_timeout_seconds: float
+    metrics: bool
+    metrics_path: str
+    metrics_api_path: str
+    metrics_dir: Path | None
     start_degraded: bool
     graceful_timeout: int
     log_level: str
@@ -271,6 +288,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ready_path=env.path("MLFLOW_APP_READY_PATH", "/readyz"),
         readiness_cache_seconds=env.number("MLFLOW_APP_READINESS_CACHE_SECONDS", 5.0, 0, 3600),
         check_timeout_seconds=env.number("MLFLOW_APP_CHECK_TIMEOUT_SECONDS", 10.0, 0.1, 600),
+        metrics=env.boolean("MLFLOW_APP_METRICS", default=True),
+        metrics_path=env.path("MLFLOW_APP_METRICS_PATH", "/metrics"),
+        metrics_api_path=env.path("MLFLOW_APP_METRICS_API_PATH", "/api/metrics"),
+        metrics_dir=Path(d).resolve() if (d := env.get("MLFLOW_APP_METRICS_DIR")) else None,
         start_degraded=env.boolean("MLFLOW_APP_START_DEGRADED", default=False),
         graceful_timeout=env.integer(
             "MLFLOW_APP_GRACEFUL_TIMEOUT",

@@ -14,15 +14,19 @@ from collections.abc import Callable, Iterable
 
 from mlflow_app.checks import CheckResult, run_checks
 from mlflow_app.config import Settings
-from mlflow_app.wsgi_types import StartResponse, WSGIApp, WSGIEnviron
+from mlflow_app.wsgi_types import ROUTE_KEY, StartResponse, WSGIApp, WSGIEnviron
 
 
 class ReadinessReport:
     """Backend check results, reused for `cache_seconds`; one refresh at a time."""
 
     def __init__(
-        self, settings: Settings, run: Callable[[], list[CheckResult]] | None = None
+        self,
+        settings: Settings,
+        run: Callable[[], list[CheckResult]] | None = None,
+        on_refresh: Callable[[list[CheckResult]], None] | None = None,
     ) -> None:
+        self._on_refresh = on_refresh or (lambda results: None)
         self._run = run or (lambda: run_checks(settings, write_probe=False))
         self._cache_seconds = settings.readiness_cache_seconds
         self._lock = threading.Lock()
@@ -34,6 +38,7 @@ class ReadinessReport:
         with self._lock:
             if time.monotonic() - self._checked_at >= self._cache_seconds:
                 self._results = self._run()
+                self._on_refresh(self._results)
                 self._checked_at = time.monotonic()
             return self._results, time.monotonic() - self._checked_at
 
@@ -50,8 +55,10 @@ class HealthEndpoints:
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == self.health_path:
+            environ[ROUTE_KEY] = self.health_path
             return _json(start_response, "200 OK", {"status": "ok"})
         if path == self.ready_path:
+            environ[ROUTE_KEY] = self.ready_path
             results, age = self.readiness.current()
             ready = all(r.ok for r in results)
             body = {

@@ -9,6 +9,7 @@ back to Flask. The common routes therefore pay no ASGI hop.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 
@@ -16,7 +17,31 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from mlflow_app.wsgi_types import StartResponse, WSGIApp, WSGIEnviron
+from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
+
+
+def fastapi_route_templates() -> list[tuple[re.Pattern[str], frozenset[str], str]]:
+    """(path regex, methods, URL template) of the FastAPI-only routers, mounted as
+    `create_fastapi_app` mounts them."""
+    from mlflow.server.assistant.api import assistant_router
+    from mlflow.server.gateway_api import gateway_router
+    from mlflow.server.handlers import _add_static_prefix
+    from mlflow.server.job_api import job_api_router
+    from mlflow.server.mcp_server_api import get_mcp_server_api_route_prefixes, mcp_server_router
+    from mlflow.server.otel_api import otel_router
+    from starlette.routing import compile_path
+
+    static_prefix = _add_static_prefix("/").rstrip("/")
+    routers = (otel_router, job_api_router, gateway_router, assistant_router)
+    mounted = [(static_prefix, router) for router in routers]
+    mounted += [(prefix, mcp_server_router) for prefix in get_mcp_server_api_route_prefixes()]
+    templates = []
+    for prefix, router in mounted:
+        for route in router.routes:
+            template = prefix + getattr(route, "path", "")
+            methods = frozenset(getattr(route, "methods", None) or ())
+            templates.append((compile_path(template)[0], methods, template))
+    return templates
 
 
 class NativeRoutes:
@@ -27,23 +52,36 @@ class NativeRoutes:
 
         self.flask_app = flask_app
         self.asgi_app = create_fastapi_app(flask_app)
+        self.asgi_templates = fastapi_route_templates()
         self._bridge: WSGIApp | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        if self.flask_serves(environ):
+        if route := self.flask_route(environ):
+            environ[ROUTE_KEY] = route
             return self.flask_app(environ, start_response)
+        environ[ROUTE_KEY] = self.asgi_route(
+            environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        )
         return self._asgi_bridge()(environ, start_response)
 
-    def flask_serves(self, environ: WSGIEnviron) -> bool:
+    def flask_route(self, environ: WSGIEnviron) -> str | None:
+        """The URL rule Flask would dispatch this request to, or None."""
         adapter = self.flask_app.url_map.bind_to_environ(environ)
         try:
-            adapter.match()
+            rule, _ = adapter.match(return_rule=True)
         except RequestRedirect:
-            return True
+            return "(redirect)"
         except HTTPException:
-            return False
-        return True
+            return None
+        return rule.rule
+
+    def asgi_route(self, path: str, method: str) -> str:
+        """The template FastAPI would dispatch to; like FastAPI, the method must match too."""
+        for pattern, methods, template in self.asgi_templates:
+            if method in methods and pattern.match(path):
+                return template
+        return UNMATCHED
 
     def _asgi_bridge(self) -> WSGIApp:
         # a2wsgi starts its event-loop thread when constructed; threads do not survive

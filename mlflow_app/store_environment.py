@@ -1,14 +1,18 @@
-"""Settings -> the environment MLflow's server reads when it is imported.
+"""Settings -> the environment MLflow and prometheus_client read when they are imported.
 
 MLflow's Flask app takes its stores from private `_MLFLOW_SERVER_*` variables (see
-`mlflow/server/constants.py`); they must be in `os.environ` before `import mlflow.server`
-and before gunicorn forks, so this is the one module that writes the environment.
+`mlflow/server/constants.py`), and prometheus_client picks multiprocess mode from
+`PROMETHEUS_MULTIPROC_DIR`; both must be in `os.environ` before those imports and before
+gunicorn forks, so this is the one module that writes the environment.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from mlflow_app.config import Settings
 
@@ -47,3 +51,21 @@ def apply_store_environment(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.artifacts_destination and "://" not in settings.artifacts_destination:
         os.makedirs(settings.artifacts_destination, exist_ok=True)
+
+
+def apply_metrics_environment(settings: Settings) -> Path | None:
+    """Give prometheus_client an empty multiprocess directory (gunicorn master, before fork).
+
+    Files left by a previous run would be summed into this one's counters, so the directory
+    is emptied; without MLFLOW_APP_METRICS_DIR each start gets a new one.
+    """
+    if not settings.metrics:
+        return None
+    if settings.metrics_dir is None:
+        directory = Path(tempfile.mkdtemp(prefix="mlflow-app-metrics-"))
+    else:
+        directory = settings.metrics_dir
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory

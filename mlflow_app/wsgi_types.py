@@ -8,3 +8,7 @@ from typing import Any
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+
+# The environ key where routing records the matched URL template, for metric labels.
+ROUTE_KEY = "mlflow_app.route"
+UNMATCHED = "(unmatched)"

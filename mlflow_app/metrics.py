@@ -1,0 +1,234 @@
+"""Prometheus metrics: declared once here, recorded by a WSGI middleware, exposed at /metrics.
+
+Under gunicorn every worker writes to prometheus_client's multiprocess directory (set up by
+`store_environment.apply_metrics_environment` before this module is imported) and a scrape
+of any worker sums them all. Labels are bounded: a route is a URL template, never a raw path.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import time
+import types
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from mlflow_app import __version__
+from mlflow_app.checks import CheckResult
+from mlflow_app.config import Settings
+from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# Artifact uploads and downloads can take minutes; the buckets reach 300 s for them.
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+HTTP_REQUESTS = Counter(
+    "mlflow_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "mlflow_http_request_duration_seconds",
+    "Time to answer an HTTP request, body included.",
+    ["method", "route"],
+    buckets=_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "mlflow_http_requests_in_progress",
+    "HTTP requests being answered now.",
+    multiprocess_mode="livesum",
+)
+UPSTREAM_REQUESTS = Counter(
+    "mlflow_upstream_requests_total",
+    "Calls to the tracking and registry stores, by outcome.",
+    ["backend", "operation", "status"],
+)
+UPSTREAM_DURATION = Histogram(
+    "mlflow_upstream_request_duration_seconds",
+    "Time a store call took.",
+    ["backend", "operation"],
+    buckets=_BUCKETS,
+)
+READINESS = Gauge(
+    "mlflow_readiness",
+    "1 when the check passed at its last run, else 0.",
+    ["check"],
+    multiprocess_mode="livemostrecent",
+)
+APP_INFO = Gauge(
+    "mlflow_app_info",
+    "Versions and backend kinds of this service.",
+    ["version", "mlflow_version", "backend", "registry", "artifacts"],
+    multiprocess_mode="max",
+)
+
+
+def scheme_of(uri: str) -> str:
+    """`postgresql+psycopg2://u:p@h/db` -> `postgresql`; a bare path -> `file`."""
+    if uri.startswith("/Volumes/"):
+        return "uc-volume"
+    head = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    return head if head and len(head) > 1 else "file"
+
+
+def record_app_info(settings: Settings) -> None:
+    from mlflow.version import VERSION
+
+    artifacts = (
+        settings.artifacts_destination
+        if settings.serve_artifacts
+        else (settings.default_artifact_root)
+    )
+    APP_INFO.labels(
+        version=__version__,
+        mlflow_version=VERSION,
+        backend=scheme_of(settings.backend_store_uri),
+        registry=scheme_of(settings.registry_store_uri),
+        artifacts=scheme_of(artifacts or "") if artifacts else "workspace",
+    ).set(1)
+
+
+def record_readiness(results: list[CheckResult]) -> None:
+    for result in results:
+        READINESS.labels(check=result.name).set(1 if result.ok else 0)
+
+
+class Metrics:
+    """WSGI middleware: counts and times every request; answers the exposition paths."""
+
+    def __init__(self, app: WSGIApp, exposition_paths: Iterable[str]) -> None:
+        self.app = app
+        self.exposition_paths = frozenset(exposition_paths)
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") in self.exposition_paths:
+            return expose(start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        method = method if method in _METHODS else "other"
+        started = time.perf_counter()
+        status: list[str] = []
+
+        def start_and_note(code: str, headers: list, exc_info: Any = None):
+            status[:] = [code[:3]]
+            return start_response(code, headers, exc_info)
+
+        def finish() -> None:
+            route = environ.get(ROUTE_KEY, UNMATCHED)
+            HTTP_REQUESTS.labels(method, route, status[0] if status else "500").inc()
+            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_IN_PROGRESS.dec()
+
+        HTTP_IN_PROGRESS.inc()
+        try:
+            body = self.app(environ, start_and_note)
+        except BaseException:
+            finish()
+            raise
+        return _BodyThenFinish(body, finish)
+
+
+class _BodyThenFinish:
+    """Passes the body through and records the request when the server closes it."""
+
+    def __init__(self, body: Iterable[bytes], finish: Callable[[], None]) -> None:
+        self.body = body
+        self.finish = finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self.finish()
+
+
+def expose(start_response: StartResponse) -> list[bytes]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        payload = generate_latest(registry)
+    else:
+        payload = generate_latest()
+    start_response(
+        "200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(payload)))]
+    )
+    return [payload]
+
+
+def instrument_mlflow_stores(settings: Settings) -> None:
+    """Time the stores MLflow's server builds for our URIs.
+
+    MLflow has no hook around store calls; its store registries' `register()` (the seam store
+    plugins use) lets us wrap the builder for our URI's scheme, so every store it builds is timed.
+    """
+    from mlflow.server import handlers
+    from mlflow.utils.uri import get_uri_scheme
+
+    for registry, uri in (
+        (handlers._tracking_store_registry, settings.backend_store_uri),
+        (handlers._model_registry_store_registry, settings.registry_store_uri),
+    ):
+        build = registry.get_store_builder(uri)
+        backend = scheme_of(uri)
+
+        def build_timed(*args: Any, _build: Callable = build, _backend: str = backend, **kw: Any):
+            return instrument_store(_build(*args, **kw), _backend)
+
+        registry.register(get_uri_scheme(uri), build_timed)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (gunicorn's child_exit hook)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
+
+
+def instrument_store(store: Any, backend: str) -> Any:
+    """Time every public method of a store; the class is subclassed, so isinstance still holds."""
+    cls = type(store)
+    if getattr(cls, "_mlflow_app_instrumented", False):
+        return store
+    methods = {
+        name: _timed_method(getattr(cls, name), backend, name)
+        for name in dir(cls)
+        if not name.startswith("_")
+        and isinstance(inspect.getattr_static(cls, name), types.FunctionType)
+    }
+    store.__class__ = type(
+        cls.__name__,
+        (cls,),
+        {**methods, "_mlflow_app_instrumented": True, "__module__": cls.__module__},
+    )
+    return store
+
+
+def _timed_method(method: Callable, backend: str, operation: str) -> Callable:
+    @functools.wraps(method)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return method(*args, **kwargs)
+        except BaseException as error:
+            outcome = getattr(error, "error_code", None) or type(error).__name__
+            raise
+        finally:
+            UPSTREAM_DURATION.labels(backend, operation).observe(time.perf_counter() - started)
+            UPSTREAM_REQUESTS.labels(backend, operation, str(outcome)).inc()
+
+    return timed
