@@ -76,11 +76,12 @@ APP_INFO = Gauge(
 
 
 def scheme_of(uri: str) -> str:
-    """`postgresql+psycopg2://u:p@h/db` -> `postgresql`; a bare path -> `file`."""
+    """`postgresql+psycopg2://u:p@h/db` -> `postgresql`; `databricks-uc` stays; a path -> `file`."""
     if uri.startswith("/Volumes/"):
         return "uc-volume"
-    head = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
-    return head if head and len(head) > 1 else "file"
+    if ":" not in uri:
+        return uri.lower() if uri and "/" not in uri else "file"
+    return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 def record_app_info(settings: Settings) -> None:
