@@ -70,8 +70,15 @@ def service_env(port: int, data: Path) -> dict[str, str]:
     }
 
 
+def service_env_without_metrics(port: int, data: Path) -> dict[str, str]:
+    return {**service_env(port, data), "MLFLOW_APP_METRICS": "false"}
+
+
 VARIANTS = {
     "stock": Variant("stock", stock_command),
+    "service_no_metrics": Variant(
+        "service_no_metrics", service_command, service_env_without_metrics
+    ),
     "service": Variant("service", service_command, service_env),
 }
 
@@ -313,7 +320,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=400, help="requests per mix")
-    parser.add_argument("--variants", default="stock,service")
+    parser.add_argument("--variants", default="stock,service_no_metrics,service")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
