@@ -305,15 +305,23 @@ def report(results: list[Measurement]) -> dict:
                 for k in ms[0].mixes[mix]
             },
         }
-    if "stock" in summary:
-        for name, row in summary.items():
-            if name != "stock":
-                row["ratios_vs_stock"] = {
-                    k: round(v / summary["stock"][k], 3)
-                    for k, v in row.items()
-                    if isinstance(v, float) and summary["stock"].get(k)
-                }
+    comparisons = (
+        ("service", "stock"),
+        ("service_no_metrics", "stock"),
+        ("service", "service_no_metrics"),
+    )
+    for name, baseline in comparisons:
+        if name in summary and baseline in summary:
+            summary[name][f"ratios_vs_{baseline}"] = ratios(summary[name], summary[baseline])
     return summary
+
+
+def ratios(row: dict, baseline: dict) -> dict[str, float]:
+    return {
+        k: round(v / baseline[k], 3)
+        for k, v in row.items()
+        if isinstance(v, float) and baseline.get(k)
+    }
 
 
 def main() -> int:
@@ -335,7 +343,7 @@ def main() -> int:
                 for k, v in m.mixes.items()
             )
             print(
-                f"round {round_number + 1} {name:8} start {m.cold_start_s:.2f} s  "
+                f"round {round_number + 1} {name:18} start {m.cold_start_s:.2f} s  "
                 f"RSS {m.rss_mb:.0f} MB PSS {m.pss_mb:.0f} MB ({m.processes} procs)  {mixes}",
                 flush=True,
             )
