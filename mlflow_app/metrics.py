@@ -137,7 +137,23 @@ class Metrics:
         except BaseException:
             finish()
             raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and isinstance(body, file_wrapper):
+            # Keep gunicorn's sendfile path: hook the file wrapper's close instead of wrapping.
+            body.close = _then(getattr(body, "close", None), finish)
+            return body
         return _BodyThenFinish(body, finish)
+
+
+def _then(first: Callable[[], object] | None, then: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        try:
+            if first is not None:
+                first()
+        finally:
+            then()
+
+    return both
 
 
 class _BodyThenFinish:
@@ -151,11 +167,7 @@ class _BodyThenFinish:
         return iter(self.body)
 
     def close(self) -> None:
-        try:
-            if hasattr(self.body, "close"):
-                self.body.close()
-        finally:
-            self.finish()
+        _then(getattr(self.body, "close", None), self.finish)()
 
 
 def expose(start_response: StartResponse) -> list[bytes]:

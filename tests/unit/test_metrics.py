@@ -117,3 +117,37 @@ def test_instrumented_store_keeps_its_type_and_times_each_call() -> None:
 )
 def test_scheme_of(uri: str, scheme: str) -> None:
     assert scheme_of(uri) == scheme
+
+
+class FileWrapper:
+    """Stands in for gunicorn's wsgi.file_wrapper, which it serves with sendfile."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.close = filelike.close
+
+    def __iter__(self):
+        return iter([self.filelike.read()])
+
+
+def test_file_responses_keep_the_servers_file_wrapper_and_are_still_counted() -> None:
+    import io
+
+    def send_file(environ, start_response):
+        environ[ROUTE_KEY] = "/static-files/<path:path>"
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"file"))
+
+    labels = {"method": "GET", "route": "/static-files/<path:path>", "status": "200"}
+    before = value("mlflow_http_requests_total", **labels)
+    environ = {
+        "PATH_INFO": "/static-files/a.js",
+        "REQUEST_METHOD": "GET",
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    body = Metrics(send_file, [])(environ, lambda *a: None)
+    assert isinstance(body, FileWrapper)
+    assert value("mlflow_http_requests_total", **labels) == before
+    body.close()
+    assert body.filelike.closed
+    assert value("mlflow_http_requests_total", **labels) == before + 1
