@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -230,9 +231,17 @@ def instrument_store(store: Any, backend: str) -> Any:
     return store
 
 
+_store_call = threading.local()
+
+
 def _timed_method(method: Callable, backend: str, operation: str) -> Callable:
+    """Time a store method; calls a store makes to itself are part of the outer call."""
+
     @functools.wraps(method)
     def timed(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_store_call, "active", False):
+            return method(*args, **kwargs)
+        _store_call.active = True
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -241,6 +250,7 @@ def _timed_method(method: Callable, backend: str, operation: str) -> Callable:
             outcome = getattr(error, "error_code", None) or type(error).__name__
             raise
         finally:
+            _store_call.active = False
             UPSTREAM_DURATION.labels(backend, operation).observe(time.perf_counter() - started)
             UPSTREAM_REQUESTS.labels(backend, operation, str(outcome)).inc()
 

@@ -80,6 +80,9 @@ class FakeStore:
             raise FakeStoreError(run_id)
         return run_id
 
+    def get_run_twice(self, run_id: str) -> list[str]:
+        return [self.get_run(run_id), self.get_run(run_id)]
+
     @classmethod
     def kind(cls) -> str:
         return "fake"
@@ -101,6 +104,24 @@ def test_instrumented_store_keeps_its_type_and_times_each_call() -> None:
     assert value("mlflow_upstream_requests_total", **ok) == before_ok + 1
     assert value("mlflow_upstream_requests_total", **missing) == before_missing + 1
     assert instrument_store(store, "fakedb") is store
+
+
+def test_calls_a_store_makes_to_itself_count_once() -> None:
+    store = instrument_store(FakeStore(), "nested")
+    store.get_run_twice("r")
+    assert (
+        value(
+            "mlflow_upstream_requests_total",
+            backend="nested",
+            operation="get_run_twice",
+            status="ok",
+        )
+        == 1
+    )
+    assert (
+        value("mlflow_upstream_requests_total", backend="nested", operation="get_run", status="ok")
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
