@@ -131,9 +131,30 @@ def _timed(check: Check, settings: Settings) -> CheckResult:
         reason = f"no answer within {settings.check_timeout_seconds:g} s"
         return CheckResult(check.name, False, latency, reason, check.fix)
     if "error" in outcome:
-        reason = redact(_first_line(outcome["error"]), secrets_in(settings))
-        return CheckResult(check.name, False, latency, reason, check.fix)
+        error = outcome["error"]
+        reason = redact(_first_line(error), secrets_in(settings))
+        return CheckResult(check.name, False, latency, reason, _missing_driver(error) or check.fix)
     return CheckResult(check.name, True, latency, str(outcome["reason"]))
+
+
+# Database drivers SQLAlchemy loads by URI scheme, and the package that provides each.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "pyodbc": "pyodbc",
+    "boto3": "boto3",
+    "google": "google-cloud-storage",
+}
+
+
+def _missing_driver(error: object) -> str:
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        package = _DRIVER_PACKAGES.get(error.name.split(".")[0])
+        if package:
+            return f"install the client library: pip install '{package}'"
+    return ""
 
 
 def _first_line(error: object) -> str:

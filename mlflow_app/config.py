@@ -42,6 +42,16 @@ SETTINGS: tuple[Setting, ...] = (
         aliases=("MLFLOW_TRACKING_URI",),
     ),
     Setting(
+        "MLFLOW_BACKEND_STORE_URI_FILE",
+        "",
+        "File holding the backend store URI (a mounted secret); used when the URI is unset.",
+    ),
+    Setting(
+        "MLFLOW_REGISTRY_STORE_URI_FILE",
+        "",
+        "File holding the registry store URI; used when the registry URI is unset.",
+    ),
+    Setting(
         "MLFLOW_REGISTRY_STORE_URI",
         "(derived)",
         "Model registry URI. Unset: `databricks-uc` on Databricks Apps, else the backend store.",
@@ -232,8 +242,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cloud_run_service=env.get("K_SERVICE"),
     )
     data_dir = Path(env.get("MLFLOW_APP_DATA_DIR") or "./mlflow-data").expanduser().resolve()
-    backend = env.first("MLFLOW_BACKEND_STORE_URI", "MLFLOW_TRACKING_URI")
-    registry = env.first("MLFLOW_REGISTRY_STORE_URI", "MLFLOW_REGISTRY_URI")
+    backend = env.first("MLFLOW_BACKEND_STORE_URI", "MLFLOW_TRACKING_URI") or env.secret_file(
+        "MLFLOW_BACKEND_STORE_URI_FILE"
+    )
+    registry = env.first("MLFLOW_REGISTRY_STORE_URI", "MLFLOW_REGISTRY_URI") or env.secret_file(
+        "MLFLOW_REGISTRY_STORE_URI_FILE"
+    )
     if backend:
         profile = "databricks" if _scheme(backend[1]) == "databricks" else "external"
         backend_uri = _store_uri(*backend)
@@ -321,6 +335,23 @@ class _Env:
             if value := self.get(name):
                 return name, value
         return None
+
+    def secret_file(self, name: str) -> tuple[str, str] | None:
+        """(name, content) of the file a `*_FILE` setting points to, e.g. a mounted secret."""
+        path = self.get(name)
+        if path is None:
+            return None
+        try:
+            content = Path(path).read_text().strip()
+        except OSError as error:
+            raise ConfigError(
+                name,
+                f"cannot read '{path}' ({error.strerror})",
+                "mount the secret file there or unset it",
+            ) from None
+        if not content:
+            raise ConfigError(name, f"'{path}' is empty", "put the store URI in the file")
+        return name, content
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self.get(name)

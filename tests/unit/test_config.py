@@ -176,3 +176,21 @@ def test_settings_table_documents_every_variable_read() -> None:
 def test_readme_settings_table_is_generated_from_the_code() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert settings_table() in readme, "regenerate it: mlflow-app config --table"
+
+
+def test_store_uri_can_come_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "uri"
+    secret.write_text("postgresql://mlflow:hunter2@db/mlflow\n")
+    settings = load_settings({"MLFLOW_BACKEND_STORE_URI_FILE": str(secret)})
+    assert settings.backend_store_uri == "postgresql://mlflow:hunter2@db/mlflow"
+    assert settings.profile == "external"
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_unreadable_or_empty_secret_file_names_the_setting(tmp_path: Path, content) -> None:
+    secret = tmp_path / "uri"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"MLFLOW_BACKEND_STORE_URI_FILE": str(secret)})
+    assert str(raised.value).startswith("MLFLOW_BACKEND_STORE_URI_FILE: ")

@@ -91,3 +91,13 @@ def test_a_failing_check_reports_the_error_without_the_password() -> None:
     result = _timed(Check("tracking_store", probe, "check it"), settings)
     assert result.reason == "RuntimeError: could not connect to postgresql://u:***@db/m"
     assert result.fix == "check it"
+
+
+def test_a_missing_database_driver_says_which_package_to_install() -> None:
+    settings = load_settings({})
+
+    def probe() -> str:
+        raise ModuleNotFoundError("No module named 'pymysql'", name="pymysql")
+
+    result = _timed(Check("tracking_store", probe, "check the URI"), settings)
+    assert result.fix == "install the client library: pip install 'pymysql'"

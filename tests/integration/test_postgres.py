@@ -1,0 +1,85 @@
+"""The service on a real PostgreSQL server: outage and recovery, secrets kept out of output."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.integration.conftest import Server, free_port
+from tests.integration.postgres import PASSWORD, Postgres, create_postgres, postgres_bin, wait_until
+
+pytestmark = pytest.mark.skipif(
+    postgres_bin() is None, reason="Debian postgresql is not installed (.ci/run installs it)"
+)
+API = "/api/2.0/mlflow"
+
+
+@pytest.fixture
+def postgres() -> Postgres:
+    server = create_postgres(free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def service(run_server, postgres: Postgres, tmp_path) -> Server:
+    secret = tmp_path / "backend-uri"
+    secret.write_text(postgres.uri)
+    return run_server(
+        MLFLOW_BACKEND_STORE_URI_FILE=str(secret),
+        MLFLOW_APP_READINESS_CACHE_SECONDS="0",
+        MLFLOW_APP_CHECK_TIMEOUT_SECONDS="5",
+    )
+
+
+def log_step(server: Server, run_id: str, step: int) -> requests.Response:
+    return requests.post(
+        f"{server.url}{API}/runs/log-batch",
+        timeout=30,
+        json={
+            "run_id": run_id,
+            "metrics": [{"key": "m", "value": float(step), "timestamp": 1, "step": step}],
+        },
+    )
+
+
+def test_outage_gives_503_and_the_service_recovers_without_restart(
+    service: Server, postgres: Postgres
+) -> None:
+    run_id = requests.post(
+        f"{service.url}{API}/runs/create", json={"experiment_id": "0"}, timeout=30
+    ).json()["run"]["info"]["run_id"]
+    acknowledged = [s for s in range(20) if log_step(service, run_id, s).status_code == 200]
+    assert acknowledged == list(range(20))
+
+    postgres.stop()
+    during = [log_step(service, run_id, 100 + s) for s in range(5)]
+    read = requests.get(f"{service.url}{API}/runs/get", params={"run_id": run_id}, timeout=30)
+    ready = requests.get(f"{service.url}/readyz", timeout=30)
+    for response in [*during, read]:
+        assert response.status_code == 503, response.text
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert response.json()["message"]
+    assert ready.status_code == 503
+    assert {c["name"]: c["status"] for c in ready.json()["checks"]}["tracking_store"] == "failed"
+
+    postgres.start()
+    wait_until(lambda: requests.get(f"{service.url}/readyz", timeout=30).status_code == 200)
+    for step in range(20, 30):
+        assert log_step(service, run_id, step).status_code == 200
+        acknowledged.append(step)
+
+    history = requests.get(
+        f"{service.url}{API}/metrics/get-history",
+        timeout=30,
+        params={"run_id": run_id, "metric_key": "m"},
+    ).json()["metrics"]
+    assert {h["step"] for h in history} >= set(acknowledged)
+    outputs = [
+        ready.text,
+        *(r.text for r in during),
+        read.text,
+        requests.get(f"{service.url}/metrics", timeout=30).text,
+        service.log(),
+    ]
+    assert not [o for o in outputs if PASSWORD in o]
