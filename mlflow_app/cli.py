@@ -1,7 +1,8 @@
 """The `mlflow-app` command for the people who deploy the service.
 
 `check` runs the startup self-check and prints its table; `config` prints the effective
-settings (credentials masked) or, with `--table`, every setting with its default.
+settings (credentials masked) or, with `--table`, every setting with its default;
+`db upgrade` creates or migrates the database schema and `db check` verifies it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_argument("--table", action="store_true", help="print every setting as Markdown")
+    database = commands.add_parser("db", help="database schema commands")
+    database.add_argument(
+        "action",
+        choices=("upgrade", "check"),
+        help="upgrade: create or migrate the schema; check: verify it",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "config" and args.table:
@@ -39,7 +46,24 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in settings.describe().items():
             print(f"{key:24} {value}")
         return 0
+    if args.command == "db":
+        return _database(settings, "auto" if args.action == "upgrade" else "check")
     return _check(settings, as_json=args.json)
+
+
+def _database(settings, mode: str) -> int:
+    from mlflow_app.migrations import SchemaError, prepare_schema
+    from mlflow_app.store_environment import apply_store_environment
+
+    apply_store_environment(settings)
+    try:
+        lines = prepare_schema(settings, mode)
+    except SchemaError as error:
+        print(f"mlflow-app: {error}", file=sys.stderr)
+        return 1
+    for line in lines or ["no SQL database is configured; nothing to do"]:
+        print(line)
+    return 0
 
 
 def _check(settings, as_json: bool) -> int:

@@ -109,6 +109,12 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "Time limit for each readiness or self-check probe.",
     ),
+    Setting(
+        "MLFLOW_APP_MIGRATE",
+        "auto",
+        "Database schema at startup: auto creates or upgrades it (once, under a database lock), "
+        "check stops startup if it is not current, off leaves it to MLflow.",
+    ),
     Setting("MLFLOW_APP_METRICS", "true", "Record Prometheus metrics and serve them."),
     Setting("MLFLOW_APP_METRICS_PATH", "/metrics", "Prometheus exposition endpoint."),
     Setting(
@@ -187,6 +193,7 @@ class Settings:
     ready_path: str
     readiness_cache_seconds: float
     check_timeout_seconds: float
+    migrate: str
     metrics: bool
     metrics_path: str
     metrics_api_path: str
@@ -302,6 +309,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ready_path=env.path("MLFLOW_APP_READY_PATH", "/readyz"),
         readiness_cache_seconds=env.number("MLFLOW_APP_READINESS_CACHE_SECONDS", 5.0, 0, 3600),
         check_timeout_seconds=env.number("MLFLOW_APP_CHECK_TIMEOUT_SECONDS", 10.0, 0.1, 600),
+        migrate=env.choice("MLFLOW_APP_MIGRATE", "auto", ("auto", "check", "off")),
         metrics=env.boolean("MLFLOW_APP_METRICS", default=True),
         metrics_path=env.path("MLFLOW_APP_METRICS_PATH", "/metrics"),
         metrics_api_path=env.path("MLFLOW_APP_METRICS_API_PATH", "/api/metrics"),

@@ -11,8 +11,9 @@ import errno
 import logging
 import socket
 
-from mlflow_app.checks import CheckResult, render_table, run_checks
+from mlflow_app.checks import CheckResult, redact, render_table, run_checks, secrets_in
 from mlflow_app.config import Settings
+from mlflow_app.migrations import SchemaError, prepare_schema
 
 
 class StartupError(SystemExit):
@@ -47,7 +48,9 @@ def ensure_port_bindable(settings: Settings) -> None:
 
 
 def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResult]:
-    """Run every check with the write probe; stop startup on failure unless degraded is allowed."""
+    """Prepare the schema, run every check with the write probe; stop startup on failure
+    unless degraded is allowed."""
+    prepare_schema_or_stop(settings, log)
     results = run_checks(settings, write_probe=True)
     table = render_table(results)
     failed = [r for r in results if not r.ok]
@@ -62,6 +65,20 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
         f"self-check failed ({', '.join(r.name for r in failed)}); "
         "set MLFLOW_APP_START_DEGRADED=true to start anyway\n" + table
     )
+
+
+def prepare_schema_or_stop(settings: Settings, log: logging.Logger) -> None:
+    """Migrate (or verify) the schema; an unreachable database is left to the checks' report."""
+    try:
+        for line in prepare_schema(settings):
+            log.info("schema: %s", line)
+    except SchemaError as error:
+        raise StartupError(f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}") from None
+    except Exception as error:  # the database may be down: the store checks say why
+        reason = redact(
+            str(error).strip().splitlines()[0] if str(error).strip() else "", secrets_in(settings)
+        )
+        log.warning("schema not prepared (%s: %s)", type(error).__name__, reason[:300])
 
 
 def release_store_connections() -> None:
