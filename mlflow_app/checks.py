@@ -31,12 +31,26 @@ class CheckResult:
     latency_ms: float
     reason: str
     fix: str = ""
+    warning: bool = False  # passed, but something needs attention (see fix)
+
+    @property
+    def status(self) -> str:
+        return "failed" if not self.ok else "warning" if self.warning else "ok"
 
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
-        data["status"] = "ok" if data.pop("ok") else "failed"
+        del data["ok"], data["warning"]
+        data["status"] = self.status
         data["latency_ms"] = round(self.latency_ms, 1)
         return data
+
+
+class CheckWarning(Exception):
+    """Raised by a probe that passed with a caveat."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,14 @@ def _checks(settings: Settings, write_probe: bool) -> list[Check]:
             "check MLFLOW_REGISTRY_STORE_URI and that the registry is reachable",
         ),
     ]
+    if _server_database(settings.backend_store_uri):
+        checks.append(
+            Check(
+                "database_connections",
+                lambda: _connections_fit(settings),
+                "check MLFLOW_BACKEND_STORE_URI",
+            )
+        )
     if settings.serve_artifacts or settings.default_artifact_root:
         probe = _artifact_round_trip if write_probe else _artifact_root_lists
         setting = (
@@ -130,6 +152,8 @@ def _timed(check: Check, settings: Settings) -> CheckResult:
     if worker.is_alive():
         reason = f"no answer within {settings.check_timeout_seconds:g} s"
         return CheckResult(check.name, False, latency, reason, check.fix)
+    if isinstance(caveat := outcome.get("error"), CheckWarning):
+        return CheckResult(check.name, True, latency, caveat.reason, caveat.fix, warning=True)
     if "error" in outcome:
         error = outcome["error"]
         reason = redact(_first_line(error), secrets_in(settings))
@@ -177,6 +201,47 @@ def _registry_answers() -> str:
     return "registered models can be listed"
 
 
+def _server_database(uri: str) -> bool:
+    return uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql")
+
+
+def _connections_fit(settings: Settings) -> str:
+    """Compare the connections all replicas may open with what the database allows."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        settings.backend_store_uri, poolclass=sqlalchemy.pool.NullPool
+    )
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                allowed = int(connection.execute(sqlalchemy.text("SHOW max_connections")).scalar())
+                allowed -= int(
+                    connection.execute(
+                        sqlalchemy.text("SHOW superuser_reserved_connections")
+                    ).scalar()
+                )
+            else:
+                allowed = int(
+                    connection.execute(sqlalchemy.text("SELECT @@max_connections")).scalar()
+                )
+    finally:
+        engine.dispose()
+    needed = settings.connections_needed
+    summary = (
+        f"{settings.replicas} replicas x {settings.workers} workers x 2 pools x "
+        f"({settings.pool_size} + {settings.max_overflow} overflow) = {needed} "
+        f"connections; the database allows {allowed}"
+    )
+    if needed > allowed:
+        raise CheckWarning(
+            summary,
+            "lower MLFLOW_WORKERS or MLFLOW_SQLALCHEMYSTORE_POOL_SIZE, or raise the database's "
+            f"max_connections to at least {needed}",
+        )
+    return summary
+
+
 def _artifact_repository(settings: Settings):  # -> ArtifactRepository
     if settings.serve_artifacts:
         from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
@@ -222,7 +287,9 @@ def _databricks_identity() -> str:
 def render_table(results: list[CheckResult]) -> str:
     """A fixed-width table: check, result, reason, fix."""
     rows = [("check", "result", "reason", "fix")]
-    rows += [(r.name, "ok" if r.ok else "FAILED", r.reason, r.fix) for r in results]
+    rows += [
+        (r.name, r.status.upper() if r.status != "ok" else "ok", r.reason, r.fix) for r in results
+    ]
     widths = [max(len(row[i]) for row in rows[:]) for i in range(3)]
     out = io.StringIO()
     for row in rows:

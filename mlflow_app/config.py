@@ -86,6 +86,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MLFLOW_WORKERS", "CPU count (at least 2)", "gunicorn worker processes."),
     Setting("MLFLOW_APP_THREADS", "4", "Threads per worker (gthread)."),
     Setting(
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE",
+        "MLFLOW_APP_THREADS",
+        "Database connections a worker keeps per store (MLflow's setting; tracking and "
+        "registry each have a pool).",
+    ),
+    Setting(
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW",
+        "1",
+        "Connections a worker may open per store beyond the pool (the readiness check's).",
+    ),
+    Setting(
+        "MLFLOW_APP_REPLICAS",
+        "1",
+        "Replicas sharing the database; the self-check warns when replicas x workers x pools "
+        "cannot fit the database's max_connections.",
+    ),
+    Setting(
         "PORT",
         "80",
         "Port to listen on. DATABRICKS_APP_PORT takes precedence.",
@@ -186,6 +203,9 @@ class Settings:
     allowed_hosts: tuple[str, ...]
     workers: int
     threads: int
+    pool_size: int
+    max_overflow: int
+    replicas: int
     host: str
     port: int
     data_dir: Path
@@ -202,6 +222,11 @@ class Settings:
     graceful_timeout: int
     log_level: str
     platform: Platform
+
+    @property
+    def connections_needed(self) -> int:
+        """Database connections all replicas may hold: a tracking and a registry pool each."""
+        return self.replicas * self.workers * 2 * (self.pool_size + self.max_overflow)
 
     @property
     def bind(self) -> str:
@@ -279,6 +304,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "set MLFLOW_SERVE_ARTIFACTS=true or point the root at a store",
         )
 
+    threads = env.integer(
+        "MLFLOW_APP_THREADS",
+        default=4,
+        low=1,
+        high=64,
+        fix="set it to the threads per worker, e.g. 4",
+    )
     return Settings(
         profile=profile,
         backend_store_uri=backend_uri,
@@ -295,12 +327,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             high=64,
             fix="set it to the number of worker processes, e.g. 4",
         ),
-        threads=env.integer(
-            "MLFLOW_APP_THREADS",
-            default=4,
+        threads=threads,
+        pool_size=env.integer(
+            "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE",
+            default=threads,
             low=1,
-            high=64,
-            fix="set it to the threads per worker, e.g. 4",
+            high=1000,
+            fix="set it to connections per worker, e.g. 4",
+        ),
+        max_overflow=env.integer(
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW",
+            default=1,
+            low=0,
+            high=1000,
+            fix="set it to extra connections, e.g. 1",
+        ),
+        replicas=env.integer(
+            "MLFLOW_APP_REPLICAS",
+            default=1,
+            low=1,
+            high=10000,
+            fix="set it to the number of replicas, e.g. 3",
         ),
         host=env.get("MLFLOW_APP_HOST") or "0.0.0.0",
         port=_port(env),

@@ -29,6 +29,9 @@ def store_environment(settings: Settings) -> dict[str, str]:
         # run it (see README, "Differences from mlflow server"), so job routes report it off.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+        # Sized so each worker thread has a connection; see Settings.connections_needed.
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(settings.pool_size),
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(settings.max_overflow),
     }
     if settings.serve_artifacts:
         env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"

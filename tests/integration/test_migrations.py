@@ -9,8 +9,9 @@ import sqlalchemy
 from tests.integration.conftest import free_port, service_env, start_gunicorn, stop, wait_ready
 from tests.integration.postgres import Postgres, create_postgres, postgres_bin
 
-pytestmark = pytest.mark.skipif(postgres_bin() is None,
-                                reason="Debian postgresql is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    postgres_bin() is None, reason="Debian postgresql is not installed (.ci/run installs it)"
+)
 OLD_REVISION_STEPS_BEHIND = 10
 
 
@@ -25,14 +26,16 @@ def revisions() -> list[str]:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
 
-    return [r.revision for r in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()]
+    return [
+        r.revision for r in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()
+    ]
 
 
 def create_old_schema(uri: str) -> str:
     """A database as an older MLflow left it: initial tables, migrated only part of the way."""
     from alembic import command
-    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
     from mlflow.store.db.utils import _get_alembic_config
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 
     old = revisions()[OLD_REVISION_STEPS_BEHIND]
     engine = sqlalchemy.create_engine(uri)
@@ -41,9 +44,12 @@ def create_old_schema(uri: str) -> str:
         config = _get_alembic_config(uri)
         config.attributes["connection"] = connection
         command.upgrade(config, old)
-        connection.execute(sqlalchemy.text(
-            "INSERT INTO experiments (name, artifact_location, lifecycle_stage) "
-            "VALUES ('kept-through-upgrade', '/tmp/x', 'active')"))
+        connection.execute(
+            sqlalchemy.text(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage) "
+                "VALUES ('kept-through-upgrade', '/tmp/x', 'active')"
+            )
+        )
     engine.dispose()
     return old
 
@@ -56,8 +62,12 @@ def test_replicas_starting_together_migrate_once(postgres: Postgres, tmp_path) -
     processes, logs = [], []
     for replica in range(2):
         port = free_port()
-        env = service_env(tmp_path / f"r{replica}", port,
-                          MLFLOW_BACKEND_STORE_URI=postgres.uri, MLFLOW_WORKERS="1")
+        env = service_env(
+            tmp_path / f"r{replica}",
+            port,
+            MLFLOW_BACKEND_STORE_URI=postgres.uri,
+            MLFLOW_WORKERS="1",
+        )
         (tmp_path / f"r{replica}").mkdir()
         logs.append(tmp_path / f"replica{replica}.log")
         processes.append((start_gunicorn(env, logs[-1]), port))
@@ -75,8 +85,9 @@ def test_replicas_starting_together_migrate_once(postgres: Postgres, tmp_path) -
 
 def test_check_mode_stops_on_an_old_schema_with_the_command(postgres: Postgres, tmp_path):
     old = create_old_schema(postgres.uri)
-    env = service_env(tmp_path, free_port(), MLFLOW_BACKEND_STORE_URI=postgres.uri,
-                      MLFLOW_APP_MIGRATE="check")
+    env = service_env(
+        tmp_path, free_port(), MLFLOW_BACKEND_STORE_URI=postgres.uri, MLFLOW_APP_MIGRATE="check"
+    )
     log = tmp_path / "check.log"
     process = start_gunicorn(env, log)
     try:
@@ -95,7 +106,8 @@ def test_auto_mode_upgrades_an_old_schema_and_keeps_the_data(postgres: Postgres,
     create_old_schema(postgres.uri)
     server = run_server(MLFLOW_BACKEND_STORE_URI=postgres.uri)
     assert schema_version(postgres) == [revisions()[0]]
-    found = requests.post(f"{server.url}/api/2.0/mlflow/experiments/search",
-                          json={"max_results": 10}, timeout=30).json()["experiments"]
+    found = requests.post(
+        f"{server.url}/api/2.0/mlflow/experiments/search", json={"max_results": 10}, timeout=30
+    ).json()["experiments"]
     assert "kept-through-upgrade" in {e["name"] for e in found}
     assert "upgraded the schema from" in server.log()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -83,3 +85,34 @@ def test_outage_gives_503_and_the_service_recovers_without_restart(
         service.log(),
     ]
     assert not [o for o in outputs if PASSWORD in o]
+
+
+def test_connections_stay_within_the_sized_pools_under_load(
+    service: Server, postgres: Postgres
+) -> None:
+    run_id = requests.post(
+        f"{service.url}{API}/runs/create", json={"experiment_id": "0"}, timeout=30
+    ).json()["run"]["info"]["run_id"]
+    peak = 0
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        futures = [pool.submit(log_step, service, run_id, step) for step in range(320)]
+        while not all(f.done() for f in futures):
+            count = postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'mlflow'")
+            peak = max(peak, int(count))
+        assert all(f.result().status_code == 200 for f in futures)
+    # 2 workers x 2 stores (tracking, registry) x (4 pooled + 1 overflow)
+    assert 0 < peak <= 20
+
+
+def test_self_check_warns_when_replicas_cannot_fit_max_connections(run_server, postgres):
+    server = run_server(MLFLOW_BACKEND_STORE_URI=postgres.uri, MLFLOW_APP_REPLICAS="50")
+    report = requests.get(f"{server.url}/readyz", timeout=30)
+    checks = {c["name"]: c for c in report.json()["checks"]}
+    assert report.status_code == 200
+    assert checks["database_connections"]["status"] == "warning"
+    assert (
+        "50 replicas x 2 workers x 2 pools x (4 + 1 overflow) = 1000"
+        in (checks["database_connections"]["reason"])
+    )
+    assert "max_connections to at least 1000" in checks["database_connections"]["fix"]
+    assert "database_connections  WARNING" in server.log()
