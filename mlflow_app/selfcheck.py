@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
 import socket
+from collections.abc import Callable
 
 from mlflow_app.checks import CheckResult, redact, render_table, run_checks, secrets_in
 from mlflow_app.config import Settings
@@ -48,13 +50,21 @@ def ensure_port_bindable(settings: Settings) -> None:
 
 
 def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResult]:
-    """Prepare the schema, run every check with the write probe; stop startup on failure
-    unless degraded is allowed."""
-    prepare_schema_or_stop(settings, log)
-    results = run_checks(settings, write_probe=True)
+    """Prepare the schema and run every check with the write probe, in a forked child; stop
+    startup on failure unless degraded is allowed.
+
+    The child holds every connection and client the checks open (database pools, HTTP
+    sessions, cloud storage clients), so none is inherited by, and shared between, the workers
+    the master forks next.
+    """
+    outcome = _in_forked_child(_schema_and_checks, settings)
+    if outcome[0] == "stop":
+        raise StartupError(outcome[1])
+    _, notes, results = outcome
+    for level, line in notes:
+        log.log(level, "schema: %s", line)
     table = render_table(results)
     failed = [r for r in results if not r.ok]
-    release_store_connections()
     if not failed:
         log.info("self-check passed:\n%s", table)
         return results
@@ -67,25 +77,37 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     )
 
 
-def prepare_schema_or_stop(settings: Settings, log: logging.Logger) -> None:
-    """Migrate (or verify) the schema; an unreachable database is left to the checks' report."""
+def _schema_and_checks(settings: Settings) -> tuple:
+    """("stop", message) or ("ran", [(log level, schema note)], check results)."""
     try:
-        for line in prepare_schema(settings):
-            log.info("schema: %s", line)
+        notes = [(logging.INFO, line) for line in prepare_schema(settings)]
     except SchemaError as error:
-        raise StartupError(f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}") from None
+        return ("stop", f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}")
     except Exception as error:  # the database may be down: the store checks say why
-        reason = redact(
-            str(error).strip().splitlines()[0] if str(error).strip() else "", secrets_in(settings)
-        )
-        log.warning("schema not prepared (%s: %s)", type(error).__name__, reason[:300])
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = redact(f"{type(error).__name__}: {first}", secrets_in(settings))[:300]
+        notes = [(logging.WARNING, f"not prepared ({reason})")]
+    return ("ran", notes, run_checks(settings, write_probe=True))
 
 
-def release_store_connections() -> None:
-    """Close pooled database connections so forked workers never share a socket."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+def _in_forked_child(function: Callable[[Settings], tuple], settings: Settings) -> tuple:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_send_result, args=(sender, function, settings), name="mlflow-app-selfcheck"
+    )
+    child.start()
+    sender.close()
+    try:
+        return receiver.recv()
+    except EOFError:
+        return ("stop", f"self-check process died (exit code {child.exitcode}); see the log")
+    finally:
+        child.join()
 
-    for store_cls in (TrackingStore, RegistryStore):
-        for engine in list(getattr(store_cls, "_engine_map", {}).values()):
-            engine.dispose()
+
+def _send_result(sender, function: Callable[[Settings], tuple], settings: Settings) -> None:
+    try:
+        sender.send(function(settings))
+    finally:
+        sender.close()

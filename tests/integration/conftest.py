@@ -48,6 +48,8 @@ def service_env(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
         MLFLOW_APP_HOST="127.0.0.1",
         MLFLOW_APP_DATA_DIR=str(tmp / "data"),
         MLFLOW_WORKERS="2",
+        # Test clients keep connections alive; do not wait the production 10 s for them.
+        MLFLOW_APP_GRACEFUL_TIMEOUT="3",
         PYTHONUNBUFFERED="1",
     )
     for key, value in overrides.items():
