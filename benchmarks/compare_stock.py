@@ -5,12 +5,13 @@ each is measured on: cold start to first 200, memory of its whole process tree (
 a read mix, a log-batch write mix at 32 concurrent writers, and the UI index. Results are
 printed per round and as ratios against stock. Every load loop is bounded in requests and time.
 
-    python benchmarks/compare_stock.py [--rounds 2] [--requests 400] [--json out.json]
+    python benchmarks/compare_stock.py [--rounds 2] [--requests 400] [--postgres] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,30 @@ class Variant:
     env: Callable[[int, Path], dict[str, str]] = lambda port, data: {}
 
 
+def sqlite_backend(data: Path) -> str:
+    return f"sqlite:///{data}/mlflow.db"
+
+
+# Each server start gets a fresh database from this; --postgres swaps in a PostgreSQL one.
+backend_uri: Callable[[Path], str] = sqlite_backend
+
+
+def postgres_backend_factory() -> Callable[[Path], str]:
+    """A throwaway PostgreSQL cluster (the tests' helper); a new database per server start."""
+    sys.path.insert(0, str(REPO))
+    from tests.integration.postgres import create_postgres
+
+    cluster = create_postgres(free_port())
+    atexit.register(cluster.stop)
+
+    def fresh_database(data: Path) -> str:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        cluster.psql(f"CREATE DATABASE {name} OWNER mlflow")
+        return cluster.uri.rsplit("/", 1)[0] + "/" + name
+
+    return fresh_database
+
+
 def stock_command(port: int, data: Path) -> list[str]:
     return [
         sys.executable,
@@ -51,7 +77,7 @@ def stock_command(port: int, data: Path) -> list[str]:
         "--workers",
         "2",
         "--backend-store-uri",
-        f"sqlite:///{data}/mlflow.db",
+        backend_uri(data),
         "--artifacts-destination",
         str(data / "artifacts"),
     ]
@@ -66,6 +92,7 @@ def service_env(port: int, data: Path) -> dict[str, str]:
         "PORT": str(port),
         "MLFLOW_APP_HOST": "127.0.0.1",
         "MLFLOW_APP_DATA_DIR": str(data),
+        "MLFLOW_BACKEND_STORE_URI": backend_uri(data),
         "MLFLOW_WORKERS": "2",
     }
 
@@ -330,7 +357,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="requests per mix")
     parser.add_argument("--variants", default="stock,service_no_metrics,service")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="use a throwaway PostgreSQL server instead of SQLite (needs root "
+        "and Debian postgresql)",
+    )
     args = parser.parse_args()
+    if args.postgres:
+        global backend_uri
+        backend_uri = postgres_backend_factory()
 
     results = []
     for round_number in range(args.rounds):
