@@ -29,6 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the benchmark reuses the tests' process and server helpers
+
+from tests.integration.conftest import children_of  # noqa: E402
+
 MIX_TIME_LIMIT = 60.0
 START_TIME_LIMIT = 120.0
 
@@ -50,7 +54,6 @@ backend_uri: Callable[[Path], str] = sqlite_backend
 
 def postgres_backend_factory() -> Callable[[Path], str]:
     """A throwaway PostgreSQL cluster (the tests' helper); a new database per server start."""
-    sys.path.insert(0, str(REPO))
     from tests.integration.postgres import create_postgres
 
     cluster = create_postgres(free_port())
@@ -159,15 +162,7 @@ def wait_first_200(port: int, process: subprocess.Popen) -> float:
 
 
 def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
+    children = children_of(root)
     tree, stack = [], [root]
     while stack:
         pid = stack.pop()

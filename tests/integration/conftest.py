@@ -74,6 +74,30 @@ def start_gunicorn(
     )
 
 
+def run_to_exit(tmp_path: Path, timeout: float = 120, **overrides: str) -> tuple[int, str]:
+    """Start gunicorn expecting it to stop by itself; returns its exit code and output."""
+    log_path = tmp_path / "startup.log"
+    process = start_gunicorn(service_env(tmp_path, free_port(), **overrides), log_path)
+    try:
+        code = process.wait(timeout=timeout)
+    finally:
+        stop(process)
+    return code, log_path.read_text()
+
+
+def children_of(parent: int) -> dict[int, list[int]]:
+    """Every process's children, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    return children
+
+
 def wait_ready(url: str, process: subprocess.Popen, path: str = "/healthz") -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

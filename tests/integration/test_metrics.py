@@ -7,12 +7,11 @@ import re
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, children_of
 
 EXPERIMENT_GET = "/api/2.0/mlflow/experiments/get"
 
@@ -48,16 +47,7 @@ def get_experiment_fresh_connection(server: Server, count: int) -> None:
 
 
 def worker_pids(master: int) -> set[int]:
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                pids.add(int(entry))
-    return pids
+    return set(children_of(master).get(master, []))
 
 
 def wait_for_workers(master: int, count: int, exclude: set[int]) -> set[int]:

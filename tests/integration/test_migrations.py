@@ -6,7 +6,14 @@ import pytest
 import requests
 import sqlalchemy
 
-from tests.integration.conftest import free_port, service_env, start_gunicorn, stop, wait_ready
+from tests.integration.conftest import (
+    free_port,
+    run_to_exit,
+    service_env,
+    start_gunicorn,
+    stop,
+    wait_ready,
+)
 from tests.integration.postgres import Postgres, create_postgres, postgres_bin
 
 pytestmark = pytest.mark.skipif(
@@ -85,16 +92,9 @@ def test_replicas_starting_together_migrate_once(postgres: Postgres, tmp_path) -
 
 def test_check_mode_stops_on_an_old_schema_with_the_command(postgres: Postgres, tmp_path):
     old = create_old_schema(postgres.uri)
-    env = service_env(
-        tmp_path, free_port(), MLFLOW_BACKEND_STORE_URI=postgres.uri, MLFLOW_APP_MIGRATE="check"
+    code, output = run_to_exit(
+        tmp_path, MLFLOW_BACKEND_STORE_URI=postgres.uri, MLFLOW_APP_MIGRATE="check"
     )
-    log = tmp_path / "check.log"
-    process = start_gunicorn(env, log)
-    try:
-        code = process.wait(timeout=120)
-    finally:
-        stop(process)
-    output = log.read_text()
     assert code != 0
     assert f"has schema {old} but this version needs {revisions()[0]}" in output
     assert "run `mlflow-app db upgrade`" in output
