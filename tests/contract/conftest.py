@@ -1,0 +1,96 @@
+"""Fixtures for contract tests: the stand-in workspace as a subprocess on a free port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.conftest import REPO, free_port, run_server, stop  # noqa: F401
+
+CLIENT_ID = "6f1d6c1e-sp-mlflow-app"
+CLIENT_SECRET = "dose-standin-client-secret-0123456789"
+PAT = "dapi-standin-personal-access-token"
+VOLUME = "/Volumes/main/mlflow/artifacts"
+
+
+@dataclass
+class StandIn:
+    url: str
+    process: subprocess.Popen
+
+    def control(self, action: str, **body: object) -> dict:
+        response = requests.post(f"{self.url}/_standin/{action}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict:
+        return requests.get(f"{self.url}/_standin/stats", timeout=10).json()
+
+    def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        """Call the workspace directly, as a user with a personal access token."""
+        return requests.request(
+            method,
+            self.url + path,
+            timeout=30,
+            headers={"Authorization": f"Bearer {PAT}"},
+            **kwargs,
+        )
+
+    def service_settings(self, **overrides: str) -> dict[str, str]:
+        """What Databricks Apps would inject for our app, pointing at this workspace."""
+        return {
+            "DATABRICKS_HOST": self.url,
+            "DATABRICKS_CLIENT_ID": CLIENT_ID,
+            "DATABRICKS_CLIENT_SECRET": CLIENT_SECRET,
+            "DATABRICKS_APP_NAME": "mlflow-test",
+            "MLFLOW_APP_READINESS_CACHE_SECONDS": "0",
+            **overrides,
+        }
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Iterator[StandIn]:
+    port = free_port()
+    log = (tmp_path / "standin.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.contract.standin",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "workspace"),
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--pat",
+            PAT,
+            "--volume",
+            VOLUME,
+            "--token-ttl",
+            "3600",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    workspace = StandIn(f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            workspace.stats()
+            break
+        except requests.ConnectionError:
+            assert process.poll() is None, (tmp_path / "standin.log").read_text()
+            time.sleep(0.2)
+    yield workspace
+    stop(process)

@@ -1,0 +1,409 @@
+"""A stand-in Databricks workspace over real HTTP, built from the public REST API reference.
+
+It implements what mlflow-app calls: OAuth M2M (host metadata at
+`/.well-known/databricks-config`, OIDC discovery, the client-credentials token endpoint,
+expiring tokens), personal access tokens, the current-user SCIM endpoint, the
+`/api/2.0/mlflow/*` tracking surface (served by a real MLflow store, so the semantics are
+MLflow's own), Unity Catalog registered models (create, get, search, delete; model versions
+are not implemented yet) and the Files API for `/Volumes/<catalog>/<schema>/<volume>/...`.
+It rejects missing, unknown and expired tokens as Databricks does, and a test can inject
+429 (with Retry-After), 5xx, latency, permission denials or a full outage, and read counters
+of token requests, API requests and client connections under `/_standin/`.
+
+Run: python -m tests.contract.standin --port P --state-dir DIR --client-id ID
+     --client-secret SECRET [--token-ttl 3600] [--pat TOKEN] [--volume /Volumes/c/s/v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+@dataclass
+class Fault:
+    prefix: str
+    status: int
+    times: int
+    retry_after: int | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class State:
+    client_id: str
+    client_secret: str
+    token_ttl: float
+    pats: dict[str, str]
+    volumes: list[str]
+    root: Path
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    denied: dict[str, set[str]] = field(default_factory=dict)
+    uc_models: dict[str, dict] = field(default_factory=dict)
+    down: bool = False
+    token_requests: int = 0
+    api_requests: int = 0
+    connections: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(
+        json.dumps(body), status=status, mimetype="application/json", headers=headers or {}
+    )
+
+
+def api_error(status: int, error_code: str, message: str, **headers: str) -> Response:
+    return json_response({"error_code": error_code, "message": message}, status, headers)
+
+
+class Workspace:
+    """The WSGI app: control plane, OAuth, then authenticated /api/ routes."""
+
+    def __init__(self, state: State, mlflow_app) -> None:
+        self.state = state
+        self.mlflow_app = mlflow_app
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        with self.state.lock:
+            self.state.connections.add(f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}")
+        path = request.path
+        if path.startswith("/_standin/"):
+            return self.control(request)(environ, start_response)
+        if self.state.down:
+            return api_error(
+                503, "TEMPORARILY_UNAVAILABLE", "The service at /api is temporarily unavailable."
+            )(environ, start_response)
+        if path == "/.well-known/databricks-config":
+            base = request.host_url.rstrip("/")
+            return json_response(
+                {"oidc_endpoint": f"{base}/oidc", "workspace_id": "7000000001", "cloud": "aws"}
+            )(environ, start_response)
+        if path == "/oidc/.well-known/oauth-authorization-server":
+            return self.discovery(request)(environ, start_response)
+        if path == "/oidc/v1/token":
+            return self.token(request)(environ, start_response)
+        if not path.startswith("/api/"):
+            return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{path}'")(
+                environ, start_response
+            )
+        principal, failure = self.authenticate(request)
+        if failure is not None:
+            return failure(environ, start_response)
+        with self.state.lock:
+            self.state.api_requests += 1
+        if (fault := self.take_fault(path)) is not None:
+            return fault(environ, start_response)
+        for prefix in self.state.denied.get(principal, ()):
+            if path.startswith(prefix):
+                return api_error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"User {principal} does not have permission for {path}.",
+                )(environ, start_response)
+        if path == "/api/2.0/preview/scim/v2/Me":
+            return json_response(
+                {
+                    "id": "7000001",
+                    "userName": principal,
+                    "displayName": f"standin {principal}",
+                    "active": True,
+                }
+            )(environ, start_response)
+        if path.startswith("/api/2.0/fs/"):
+            return self.files(request)(environ, start_response)
+        if path.startswith("/api/2.0/mlflow/unity-catalog/registered-models/"):
+            return self.uc_models(request, principal)(environ, start_response)
+        if path.startswith(("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")):
+            return self.mlflow_app(environ, start_response)
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {path}'")(
+            environ, start_response
+        )
+
+    # --- control plane for tests -------------------------------------------------------------
+    def control(self, request: Request) -> Response:
+        state = self.state
+        body = request.get_json(silent=True) or {}
+        with state.lock:
+            if request.path == "/_standin/stats":
+                return json_response(
+                    {
+                        "token_requests": state.token_requests,
+                        "api_requests": state.api_requests,
+                        "connections": len(state.connections),
+                        "live_tokens": len(state.tokens),
+                    }
+                )
+            if request.path == "/_standin/reset":
+                state.token_requests = state.api_requests = 0
+                state.connections.clear()
+                state.faults.clear()
+                state.denied.clear()
+                state.down = False
+            elif request.path == "/_standin/faults":
+                state.faults.append(Fault(**body))
+            elif request.path == "/_standin/deny":
+                state.denied.setdefault(body["principal"], set()).add(body["prefix"])
+            elif request.path == "/_standin/down":
+                state.down = bool(body.get("down", True))
+            elif request.path == "/_standin/expire-tokens":
+                state.tokens = {t: (p, 0.0) for t, (p, _) in state.tokens.items()}
+            else:
+                return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
+        return json_response({})
+
+    def take_fault(self, path: str) -> Response | None:
+        with self.state.lock:
+            fault = next((f for f in self.state.faults if path.startswith(f.prefix)), None)
+            if fault is None:
+                return None
+            fault.times -= 1
+            if fault.times <= 0:
+                self.state.faults.remove(fault)
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.status == 200:
+            return None
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+        code = {429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE"}.get(
+            fault.status, "INTERNAL_ERROR"
+        )
+        return api_error(fault.status, code, f"Injected {fault.status} for {path}", **headers)
+
+    # --- OAuth ---------------------------------------------------------------------------------
+    def discovery(self, request: Request) -> Response:
+        base = request.host_url.rstrip("/")
+        return json_response(
+            {
+                "issuer": f"{base}/oidc",
+                "authorization_endpoint": f"{base}/oidc/v1/authorize",
+                "token_endpoint": f"{base}/oidc/v1/token",
+                "grant_types_supported": [
+                    "client_credentials",
+                    "authorization_code",
+                    "refresh_token",
+                ],
+                "scopes_supported": ["all-apis", "offline_access", "openid", "profile", "email"],
+            }
+        )
+
+    def token(self, request: Request) -> Response:
+        with self.state.lock:
+            self.state.token_requests += 1
+        if request.method != "POST":
+            return json_response({"error": "invalid_request"}, 405)
+        form = request.form
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            decoded = base64.b64decode(header[6:]).decode()
+            client_id, _, client_secret = decoded.partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return json_response({"error": "unsupported_grant_type"}, 400)
+        if client_id != self.state.client_id or client_secret != self.state.client_secret:
+            return json_response(
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+                401,
+            )
+        token = "standin-" + secrets.token_hex(16)
+        with self.state.lock:
+            self.state.tokens[token] = (client_id, time.time() + self.state.token_ttl)
+        return json_response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.state.token_ttl),
+                "scope": form.get("scope", "all-apis"),
+            }
+        )
+
+    def authenticate(self, request: Request) -> tuple[str, Response | None]:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return "", api_error(
+                401, "401", "Credential was not sent or was of an unsupported type for this API."
+            )
+        token = header[7:]
+        if token in self.state.pats:
+            return self.state.pats[token], None
+        with self.state.lock:
+            known = self.state.tokens.get(token)
+        if known is None:
+            return "", api_error(403, "403", "Invalid access token.")
+        principal, expires = known
+        if time.time() >= expires:
+            return "", api_error(403, "403", "Invalid access token. Token expired.")
+        return principal, None
+
+    # --- Unity Catalog registered models (the calls a registry health check makes) --------
+    def uc_models(self, request: Request, principal: str) -> Response:
+        action = request.path.rsplit("/", 1)[1]
+        body = request.get_json(silent=True) or {}
+        name = body.get("name") or request.args.get("name", "")
+        models = self.state.uc_models
+        if action == "search":
+            found = sorted(models.values(), key=lambda m: m["name"])
+            return json_response(
+                {"registered_models": found[: int(request.args.get("max_results", 100))]}
+            )
+        if action == "create" and request.method == "POST":
+            if len(name.split(".")) != 3:
+                return api_error(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    f"Model name '{name}' must be "
+                    "a three-level Unity Catalog name: <catalog>.<schema>.<model>",
+                )
+            if name in models:
+                return api_error(400, "RESOURCE_ALREADY_EXISTS", f"Model '{name}' exists.")
+            now = int(time.time() * 1000)
+            models[name] = {
+                "name": name,
+                "creation_timestamp": now,
+                "last_updated_timestamp": now,
+                "user_id": principal,
+            }
+            return json_response({"registered_model": models[name]})
+        if name not in models:
+            return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Model '{name}' does not exist.")
+        if action == "get":
+            return json_response({"registered_model": models[name]})
+        if action == "delete" and request.method == "DELETE":
+            del models[name]
+            return json_response({})
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
+
+    # --- Files API -------------------------------------------------------------------------------
+    def files(self, request: Request) -> Response:
+        kind, _, raw = request.path[len("/api/2.0/fs/") :].partition("/")
+        volume_path = "/" + unquote(raw)
+        volume = next(
+            (v for v in self.state.volumes if volume_path.startswith(v + "/") or volume_path == v),
+            None,
+        )
+        if volume is None or ".." in volume_path.split("/"):
+            return api_error(404, "NOT_FOUND", f"The volume for {volume_path} does not exist.")
+        local = self.state.root / "volumes" / volume_path.lstrip("/")
+        if kind == "files":
+            return self.file_call(request, local, volume_path)
+        if kind == "directories":
+            return self.directory_call(request, local, volume_path)
+        return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
+
+    def file_call(self, request: Request, local: Path, path: str) -> Response:
+        if request.method == "PUT":
+            overwrite = parse_qs(request.query_string.decode()).get("overwrite", ["false"])[0]
+            if local.exists() and overwrite != "true":
+                return api_error(409, "ALREADY_EXISTS", f"File {path} already exists.")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(request.get_data())
+            return Response(status=204)
+        if not local.is_file():
+            return api_error(404, "NOT_FOUND", f"File {path} does not exist.")
+        if request.method == "DELETE":
+            local.unlink()
+            return Response(status=204)
+        headers = {
+            "Content-Length": str(local.stat().st_size),
+            "Content-Type": "application/octet-stream",
+            "Last-Modified": time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(local.stat().st_mtime)
+            ),
+        }
+        if request.method == "HEAD":
+            return Response(status=200, headers=headers)
+        return Response(local.read_bytes(), status=200, headers=headers)
+
+    def directory_call(self, request: Request, local: Path, path: str) -> Response:
+        if request.method == "PUT":
+            local.mkdir(parents=True, exist_ok=True)
+            return Response(status=204)
+        if not local.is_dir():
+            return api_error(404, "NOT_FOUND", f"Directory {path} does not exist.")
+        if request.method == "DELETE":
+            if any(local.iterdir()):
+                return api_error(400, "DIRECTORY_NOT_EMPTY", f"Directory {path} is not empty.")
+            local.rmdir()
+            return Response(status=204)
+        if request.method == "HEAD":
+            return Response(status=200)
+        contents = [
+            {
+                "path": f"{path.rstrip('/')}/{entry.name}",
+                "name": entry.name,
+                "is_directory": entry.is_dir(),
+                **(
+                    {}
+                    if entry.is_dir()
+                    else {
+                        "file_size": entry.stat().st_size,
+                        "last_modified": int(entry.stat().st_mtime * 1000),
+                    }
+                ),
+            }
+            for entry in sorted(local.iterdir())
+        ]
+        return json_response({"contents": contents} if contents else {})
+
+
+def build(args: argparse.Namespace) -> Workspace:
+    root = Path(args.state_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for volume in args.volume:
+        (root / "volumes" / volume.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    # The workspace's MLflow: a real SQLite-backed MLflow server app, imported in this process.
+    os.environ.update(
+        {
+            "_MLFLOW_SERVER_FILE_STORE": f"sqlite:///{root / 'workspace.db'}",
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": str(root / "workspace-artifacts"),
+            "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
+    from mlflow.server import app as mlflow_app
+
+    state = State(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        token_ttl=args.token_ttl,
+        pats=dict.fromkeys(args.pat, "pat-user@example.com"),
+        volumes=[v.rstrip("/") for v in args.volume],
+        root=root,
+    )
+    return Workspace(state, mlflow_app)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-secret", required=True)
+    parser.add_argument("--token-ttl", type=float, default=3600)
+    parser.add_argument("--pat", action="append", default=[])
+    parser.add_argument("--volume", action="append", default=[])
+    args = parser.parse_args()
+    server = make_server("127.0.0.1", args.port, build(args), threaded=True)
+    print(f"standin listening on {args.port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        shutil.rmtree(Path(args.state_dir) / "volumes" / ".tmp", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
