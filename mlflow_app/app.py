@@ -9,6 +9,7 @@ from flask import Flask
 
 from mlflow_app import metrics
 from mlflow_app.config import Settings
+from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.native_routes import NativeRoutes
@@ -19,6 +20,8 @@ from mlflow_app.wsgi_types import WSGIApp
 def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
     """gunicorn -> request id -> metrics -> health/readiness -> MLflow (Flask or FastAPI-only)."""
     install_error_handling(mlflow_app, settings.static_prefix)
+    if settings.profile == "databricks":
+        reuse_host_credentials(settings)
     if settings.metrics:
         metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)

@@ -7,6 +7,7 @@ fixes it. Messages are scrubbed of credentials before they leave this module.
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 import threading
@@ -277,10 +278,16 @@ def _artifact_round_trip(settings: Settings) -> str:
     return "probe object written, read back and deleted"
 
 
-def _databricks_identity() -> str:
+@functools.cache
+def _workspace_client():  # -> databricks.sdk.WorkspaceClient, one per process
+    # One client keeps one OAuth token until it expires, however often readiness asks.
     from databricks.sdk import WorkspaceClient
 
-    me = WorkspaceClient().current_user.me()
+    return WorkspaceClient()
+
+
+def _databricks_identity() -> str:
+    me = _workspace_client().current_user.me()
     return f"authenticated as {me.user_name or me.id}"
 
 

@@ -29,6 +29,7 @@ from prometheus_client import (
 from mlflow_app import __version__
 from mlflow_app.checks import CheckResult
 from mlflow_app.config import Settings
+from mlflow_app.store_hooks import wrap_store_builders
 from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -185,25 +186,16 @@ def expose(start_response: StartResponse) -> list[bytes]:
 
 
 def instrument_mlflow_stores(settings: Settings) -> None:
-    """Time the stores MLflow's server builds for our URIs.
+    """Time every call to the stores MLflow's server builds for our URIs."""
 
-    MLflow has no hook around store calls; its store registries' `register()` (the seam store
-    plugins use) lets us wrap the builder for our URI's scheme, so every store it builds is timed.
-    """
-    from mlflow.server import handlers
-    from mlflow.utils.uri import get_uri_scheme
+    def wrap(build: Callable, uri: str) -> Callable:
+        return functools.partial(_build_instrumented, build, scheme_of(uri))
 
-    for registry, uri in (
-        (handlers._tracking_store_registry, settings.backend_store_uri),
-        (handlers._model_registry_store_registry, settings.registry_store_uri),
-    ):
-        build = registry.get_store_builder(uri)
-        backend = scheme_of(uri)
+    wrap_store_builders(settings, wrap)
 
-        def build_timed(*args: Any, _build: Callable = build, _backend: str = backend, **kw: Any):
-            return instrument_store(_build(*args, **kw), _backend)
 
-        registry.register(get_uri_scheme(uri), build_timed)
+def _build_instrumented(build: Callable, backend: str, *args: Any, **kwargs: Any) -> Any:
+    return instrument_store(build(*args, **kwargs), backend)
 
 
 def worker_exited(pid: int) -> None:

@@ -21,14 +21,13 @@ import base64
 import json
 import os
 import secrets
-import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 
@@ -53,6 +52,7 @@ class State:
     faults: list[Fault] = field(default_factory=list)
     denied: dict[str, set[str]] = field(default_factory=dict)
     uc_models: dict[str, dict] = field(default_factory=dict)
+    opened_by: dict[str, int] = field(default_factory=dict)
     down: bool = False
     token_requests: int = 0
     api_requests: int = 0
@@ -79,9 +79,12 @@ class Workspace:
 
     def __call__(self, environ, start_response):
         request = Request(environ)
-        with self.state.lock:
-            self.state.connections.add(f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}")
         path = request.path
+        with self.state.lock:
+            peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
+            if peer not in self.state.connections:
+                self.state.connections.add(peer)
+                self.state.opened_by[path] = self.state.opened_by.get(path, 0) + 1
         if path.startswith("/_standin/"):
             return self.control(request)(environ, start_response)
         if self.state.down:
@@ -145,6 +148,7 @@ class Workspace:
                         "token_requests": state.token_requests,
                         "api_requests": state.api_requests,
                         "connections": len(state.connections),
+                        "connections_opened_by_path": state.opened_by,
                         "live_tokens": len(state.tokens),
                     }
                 )
@@ -387,7 +391,7 @@ def build(args: argparse.Namespace) -> Workspace:
     return Workspace(state, mlflow_app)
 
 
-def main() -> None:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", required=True)
@@ -396,13 +400,34 @@ def main() -> None:
     parser.add_argument("--token-ttl", type=float, default=3600)
     parser.add_argument("--pat", action="append", default=[])
     parser.add_argument("--volume", action="append", default=[])
-    args = parser.parse_args()
-    server = make_server("127.0.0.1", args.port, build(args), threaded=True)
-    print(f"standin listening on {args.port}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        shutil.rmtree(Path(args.state_dir) / "volumes" / ".tmp", ignore_errors=True)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    """Serve with gunicorn (one process, so state is shared; gthread for HTTP/1.1 keep-alive,
+    which the real workspace offers and connection-reuse tests rely on)."""
+    from gunicorn.app.base import BaseApplication
+
+    args = parse_args(sys.argv[1:])
+    app = build(args)
+
+    class StandInServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"127.0.0.1:{args.port}",
+                "workers": 1,
+                "worker_class": "gthread",
+                "threads": 16,
+                "keepalive": 30,
+                "control_socket_disable": True,
+                "loglevel": "warning",
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    StandInServer().run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""mlflow-app in Databricks mode (workspace tracking, UC registry) against the stand-in."""
+
+from __future__ import annotations
+
+import requests
+from mlflow import MlflowClient
+
+from tests.contract.conftest import CLIENT_ID, StandIn
+
+API = "/api/2.0/mlflow"
+
+
+def test_tracking_goes_to_the_workspace_as_the_service_principal(run_server, standin: StandIn):
+    server = run_server(**standin.service_settings())
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment("/Shared/mlflow-app-contract")
+    run_id = client.create_run(experiment_id, run_name="contract-run").info.run_id
+    for step in range(5):
+        client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+
+    direct = standin.api("GET", f"{API}/runs/get", params={"run_id": run_id}).json()["run"]
+    assert direct["info"]["run_name"] == "contract-run"
+    assert len(client.get_metric_history(run_id, "loss")) == 5
+    ready = requests.get(f"{server.url}/readyz", timeout=30).json()
+    checks = {c["name"]: c for c in ready["checks"]}
+    assert checks["credentials"]["reason"] == f"authenticated as {CLIENT_ID}"
+    assert {c["status"] for c in ready["checks"]} == {"ok"}
+
+
+def test_one_token_per_lifetime_and_pooled_connections(run_server, standin: StandIn) -> None:
+    server = run_server(**standin.service_settings(MLFLOW_WORKERS="1"))
+    with requests.Session() as session:
+        for _ in range(5):  # warm up: the worker authenticates and opens its connections
+            session.post(
+                f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=30
+            )
+            session.get(f"{server.url}/readyz", timeout=30)
+        before = standin.stats()
+        for _ in range(30):
+            assert (
+                session.post(
+                    f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=30
+                ).status_code
+                == 200
+            )
+            assert session.get(f"{server.url}/readyz", timeout=30).status_code == 200
+    after = standin.stats()
+    assert after["api_requests"] - before["api_requests"] >= 60
+    assert after["token_requests"] == before["token_requests"]
+    assert after["connections"] - before["connections"] <= 4, (before, after)
+
+
+def test_upstream_permission_denied_is_a_403_naming_the_principal(run_server, standin):
+    server = run_server(**standin.service_settings())
+    standin.control("deny", principal=CLIENT_ID, prefix=f"{API}/experiments/create")
+    response = requests.post(
+        f"{server.url}{API}/experiments/create", json={"name": "x"}, timeout=60
+    )
+    assert response.status_code == 403
+    assert response.json()["error_code"] == "PERMISSION_DENIED"
+    assert CLIENT_ID in response.json()["message"]
+
+
+def test_wrong_client_secret_stops_startup_naming_the_credentials(run_server, standin):
+    server = run_server(
+        wait=False,
+        **standin.service_settings(
+            DATABRICKS_CLIENT_SECRET="not-the-secret", MLFLOW_APP_CHECK_TIMEOUT_SECONDS="30"
+        ),
+    )
+    assert server.process.wait(timeout=120) != 0
+    output = server.log()
+    assert "credentials     FAILED" in output or "credentials  FAILED" in output
+    assert "DATABRICKS_CLIENT_SECRET" in output
+    assert "not-the-secret" not in output
