@@ -19,7 +19,7 @@ from mlflow_app.wsgi_types import WSGIApp
 
 def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
     """gunicorn -> request id -> metrics -> health/readiness -> MLflow (Flask or FastAPI-only)."""
-    install_error_handling(mlflow_app, settings.static_prefix)
+    install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
     if settings.metrics:

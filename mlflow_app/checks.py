@@ -62,8 +62,20 @@ class Check:
 
 
 def run_checks(settings: Settings, *, write_probe: bool) -> list[CheckResult]:
-    """Run every check for these settings; `write_probe` also writes to the artifact root."""
-    return [_timed(check, settings) for check in _checks(settings, write_probe)]
+    """Run every check for these settings, in parallel, each within the time limit;
+    `write_probe` also writes to the artifact root."""
+    checks = _checks(settings, write_probe)
+    results: list[CheckResult | None] = [None] * len(checks)
+
+    def run(index: int) -> None:
+        results[index] = _timed(checks[index], settings)
+
+    runners = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(checks))]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()  # each _timed returns by the time limit
+    return [r for r in results if r is not None]
 
 
 def secrets_in(settings: Settings) -> list[str]:
@@ -282,8 +294,13 @@ def _artifact_round_trip(settings: Settings) -> str:
 def _workspace_client():  # -> databricks.sdk.WorkspaceClient, one per process
     # One client keeps one OAuth token until it expires, however often readiness asks.
     from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+    from mlflow.environment_variables import MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT
 
-    return WorkspaceClient()
+    # The same retry budget MLflow's own Databricks calls get (set from our settings).
+    return WorkspaceClient(
+        config=Config(retry_timeout_seconds=MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT.get())
+    )
 
 
 def _databricks_identity() -> str:

@@ -127,6 +127,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Time limit for each readiness or self-check probe.",
     ),
     Setting(
+        "MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT",
+        "10",
+        "Seconds MLflow may spend retrying a throttled or failing Databricks call before the "
+        "client gets the 429/503 (MLflow's own default is 500).",
+    ),
+    Setting(
         "MLFLOW_APP_MIGRATE",
         "auto",
         "Database schema at startup: auto creates or upgrades it (once, under a database lock), "
@@ -213,6 +219,7 @@ class Settings:
     ready_path: str
     readiness_cache_seconds: float
     check_timeout_seconds: float
+    upstream_retry_seconds: int
     migrate: str
     metrics: bool
     metrics_path: str
@@ -356,6 +363,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ready_path=env.path("MLFLOW_APP_READY_PATH", "/readyz"),
         readiness_cache_seconds=env.number("MLFLOW_APP_READINESS_CACHE_SECONDS", 5.0, 0, 3600),
         check_timeout_seconds=env.number("MLFLOW_APP_CHECK_TIMEOUT_SECONDS", 10.0, 0.1, 600),
+        upstream_retry_seconds=env.integer(
+            "MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT",
+            default=10,
+            low=0,
+            high=3600,
+            fix="set it to seconds, e.g. 10",
+        ),
         migrate=env.choice("MLFLOW_APP_MIGRATE", "auto", ("auto", "check", "off")),
         metrics=env.boolean("MLFLOW_APP_METRICS", default=True),
         metrics_path=env.path("MLFLOW_APP_METRICS_PATH", "/metrics"),

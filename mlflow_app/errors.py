@@ -3,7 +3,8 @@
 Installed on MLflow's Flask app through its public hooks (`before_request`, `errorhandler`),
 as `mlflow.server.auth` extends it. A JSON body that is not an object is refused with 400
 before MLflow's parser sees it; an unknown API route is a JSON 404; an unexpected exception is
-logged with its request id and answered with a JSON 500 that carries no internals.
+logged with its request id and answered with a JSON 500 that carries no internals; a 429 or
+503 always tells the client when to retry.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ _API_PREFIXES = ("/api/", "/ajax-api/")
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
+def install_error_handling(
+    flask_app: Flask, static_prefix: str = "", retry_after_seconds: int = 10
+) -> None:
     api_prefixes = tuple(static_prefix + p for p in _API_PREFIXES)
 
     def is_api_request() -> bool:
@@ -37,6 +40,14 @@ def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
             400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object."
         )
 
+    @flask_app.after_request
+    def tell_clients_when_to_retry(response: Response) -> Response:
+        # MLflow turns an upstream 429/503 into its own error after retrying, and the
+        # upstream's Retry-After is lost on the way; clients back off by this one instead.
+        if response.status_code in (429, 503) and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(max(1, retry_after_seconds))
+        return response
+
     @flask_app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response | HTTPException:
         if not is_api_request() or error.code is None or error.code < 400:
@@ -46,6 +57,9 @@ def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
 
     @flask_app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
+        if upstream := upstream_error(error):
+            status, code, message = upstream
+            return error_response(status, code, message)
         request_id = request.headers.get("X-Request-Id", "")
         log.exception(
             "unhandled error in %s %s (request id %s)", request.method, request.path, request_id
@@ -55,6 +69,25 @@ def install_error_handling(flask_app: Flask, static_prefix: str = "") -> None:
             "INTERNAL_ERROR",
             f"Internal error; the server log has details (request id {request_id}).",
         )
+
+
+def upstream_error(error: BaseException) -> tuple[int, str, str] | None:
+    """(status, error code, message) of an upstream API error anywhere in the cause chain.
+
+    The Databricks SDK gives up on a throttled or failing call by raising TimeoutError from
+    the last API error, which MLflow does not translate; the API error says what happened.
+    """
+    from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS
+
+    for _ in range(10):
+        code = getattr(error, "error_code", None)
+        if isinstance(code, str) and code in ERROR_CODE_TO_HTTP_STATUS:
+            status = int(ERROR_CODE_TO_HTTP_STATUS[code])
+            return status, code, (str(error).splitlines() or [code])[0][:500]
+        error = error.__cause__ or error.__context__
+        if error is None:
+            return None
+    return None
 
 
 def error_response(status: int, error_code: str, message: str) -> Response:

@@ -32,6 +32,8 @@ def store_environment(settings: Settings) -> dict[str, str]:
         # Sized so each worker thread has a connection; see Settings.connections_needed.
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(settings.pool_size),
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(settings.max_overflow),
+        # A throttled or unreachable workspace must not hold a worker thread for minutes.
+        "MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT": str(settings.upstream_retry_seconds),
     }
     if settings.serve_artifacts:
         env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"

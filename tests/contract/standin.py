@@ -419,6 +419,7 @@ def main() -> None:
                 "worker_class": "gthread",
                 "threads": 16,
                 "keepalive": 30,
+                "graceful_timeout": 1,
                 "control_socket_disable": True,
                 "loglevel": "warning",
             }.items():

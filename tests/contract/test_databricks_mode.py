@@ -73,3 +73,45 @@ def test_wrong_client_secret_stops_startup_naming_the_credentials(run_server, st
     assert "credentials     FAILED" in output or "credentials  FAILED" in output
     assert "DATABRICKS_CLIENT_SECRET" in output
     assert "not-the-secret" not in output
+
+
+def test_sustained_429_reaches_the_client_with_retry_after(run_server, standin) -> None:
+    server = run_server(
+        **standin.service_settings(MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT="3")
+    )
+    standin.control(
+        "faults", prefix=f"{API}/experiments/search", status=429, times=10000, retry_after=1
+    )
+    response = requests.post(
+        f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=120
+    )
+    assert response.status_code == 429
+    assert response.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert int(response.headers["Retry-After"]) >= 1
+    standin.control("reset")
+    assert (
+        requests.post(
+            f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=120
+        ).status_code
+        == 200
+    )
+
+
+def test_workspace_outage_makes_readiness_503_and_recovers(run_server, standin) -> None:
+    server = run_server(
+        **standin.service_settings(
+            MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT="3", MLFLOW_APP_CHECK_TIMEOUT_SECONDS="20"
+        )
+    )
+    standin.control("down", down=True)
+    down = requests.get(f"{server.url}/readyz", timeout=120)
+    assert down.status_code == 503
+    assert {c["name"]: c["status"] for c in down.json()["checks"]}["tracking_store"] == "failed"
+    standin.control("down", down=False)
+    assert requests.get(f"{server.url}/readyz", timeout=120).status_code == 200
+    assert (
+        requests.post(
+            f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=120
+        ).status_code
+        == 200
+    )
