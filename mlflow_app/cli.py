@@ -67,11 +67,20 @@ def _database(settings, mode: str) -> int:
 
 
 def _check(settings, as_json: bool) -> int:
-    from mlflow_app.checks import render_table, run_checks
+    """The startup self-check, run here: schema first (as MLFLOW_APP_MIGRATE says), then the
+    checks, so a fresh database is created once rather than by two stores at the same time."""
+    from mlflow_app.checks import render_table
+    from mlflow_app.selfcheck import schema_and_checks
     from mlflow_app.store_environment import apply_store_environment
 
     apply_store_environment(settings)
-    results = run_checks(settings, write_probe=True)
+    outcome = schema_and_checks(settings)
+    if outcome[0] == "stop":
+        print(f"mlflow-app: {outcome[1]}", file=sys.stderr)
+        return 1
+    _, notes, results = outcome
+    for _, note in notes:
+        print(f"schema: {note}", file=sys.stderr)
     if as_json:
         print(json.dumps([r.as_json() for r in results], indent=2))
     else:

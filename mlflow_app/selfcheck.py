@@ -57,7 +57,7 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     sessions, cloud storage clients), so none is inherited by, and shared between, the workers
     the master forks next.
     """
-    outcome = _in_forked_child(_schema_and_checks, settings)
+    outcome = _in_forked_child(schema_and_checks, settings)
     if outcome[0] == "stop":
         raise StartupError(outcome[1])
     _, notes, results = outcome
@@ -77,7 +77,7 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     )
 
 
-def _schema_and_checks(settings: Settings) -> tuple:
+def schema_and_checks(settings: Settings) -> tuple:
     """("stop", message) or ("ran", [(log level, schema note)], check results)."""
     try:
         notes = [(logging.INFO, line) for line in prepare_schema(settings)]

@@ -111,9 +111,9 @@ def test_readiness_report_is_cached_between_probes(run_server):
     assert [c["latency_ms"] for c in first["checks"]] == [c["latency_ms"] for c in second["checks"]]
 
 
-def test_check_command_prints_the_report(tmp_path):
-    env = service_env(tmp_path, free_port())
-    result = subprocess.run(
+def run_check_command(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
+    env = service_env(tmp_path, free_port(), **overrides)
+    return subprocess.run(
         [sys.executable, "-m", "mlflow_app.cli", "check"],
         cwd=REPO,
         env=env,
@@ -121,25 +121,18 @@ def test_check_command_prints_the_report(tmp_path):
         text=True,
         timeout=120,
     )
+
+
+def test_check_command_prints_the_report(tmp_path):
+    result = run_check_command(tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert rows == {"tracking_store": "ok", "model_registry": "ok", "artifact_store": "ok"}
 
 
 def test_check_command_fails_on_a_dead_backend(tmp_path):
-    env = service_env(
-        tmp_path,
-        free_port(),
-        MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(),
-        MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3",
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "mlflow_app.cli", "check"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_check_command(
+        tmp_path, MLFLOW_BACKEND_STORE_URI=dead_postgres_uri(), MLFLOW_APP_CHECK_TIMEOUT_SECONDS="3"
     )
     assert result.returncode == 1
     assert re.search(r"^tracking_store +FAILED", result.stdout, re.M)
