@@ -10,7 +10,10 @@ itself), so each store built for a Databricks URI resolves them once.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from mlflow_app.config import Settings
@@ -20,21 +23,66 @@ _DATABRICKS_SCHEMES = ("databricks", "databricks-uc")
 
 
 def reuse_host_credentials(settings: Settings) -> None:
-    """Make every store built for our Databricks URIs resolve its credentials once."""
+    """Make every store built for our Databricks URIs resolve its credentials once, within
+    the upstream retry budget."""
 
     def wrap(build: StoreBuilder, uri: str) -> StoreBuilder:
         if registry_scheme(uri) not in _DATABRICKS_SCHEMES:
             return build
-        return functools.partial(_build_with_cached_credentials, build)
+        return functools.partial(
+            _build_with_credentials_once, build, settings.upstream_retry_seconds
+        )
 
     wrap_store_builders(settings, wrap)
 
 
-def _build_with_cached_credentials(build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _build_with_credentials_once(
+    build: StoreBuilder, timeout: float, *args: Any, **kwargs: Any
+) -> Any:
     store = build(*args, **kwargs)
     resolve = getattr(store, "get_host_creds", None)
     if callable(resolve):
-        # RestStore keeps its `get_host_creds` constructor argument under this name. A failure
-        # is not cached (functools.cache keeps results only), so a transient error is retried.
-        store.get_host_creds = functools.cache(resolve)
+        # RestStore keeps its `get_host_creds` constructor argument under this name.
+        store.get_host_creds = CredentialsOnce(resolve, timeout)
     return store
+
+
+class CredentialsOnce:
+    """Resolve credentials once; while resolving, callers wait at most `timeout` seconds.
+
+    The SDK's host-metadata probe retries a failing workspace for minutes with no setting to
+    shorten it, so during an outage a caller gets TEMPORARILY_UNAVAILABLE at the timeout while
+    the resolution carries on; a failed resolution is retried by the next caller.
+    """
+
+    def __init__(self, resolve: Callable[[], Any], timeout: float) -> None:
+        self._resolve = resolve
+        self._timeout = max(1.0, timeout)
+        self._lock = threading.Lock()
+        self._pending: Future | None = None
+
+    def __call__(self) -> Any:
+        with self._lock:
+            pending = self._pending
+            if pending is None or (pending.done() and pending.exception() is not None):
+                pending = self._pending = Future()
+                threading.Thread(
+                    target=self._run, args=(pending,), daemon=True, name="databricks-credentials"
+                ).start()
+        try:
+            return pending.result(self._timeout)
+        except FutureTimeout:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+            raise MlflowException(
+                f"The Databricks workspace did not answer within {self._timeout:g} s while "
+                "resolving the service principal's credentials",
+                error_code=TEMPORARILY_UNAVAILABLE,
+            ) from None
+
+    def _run(self, pending: Future) -> None:
+        try:
+            pending.set_result(self._resolve())
+        except BaseException as error:  # handed to the waiting callers
+            pending.set_exception(error)

@@ -105,8 +105,14 @@ def test_workspace_outage_makes_readiness_503_and_recovers(run_server, standin) 
     )
     standin.control("down", down=True)
     down = requests.get(f"{server.url}/readyz", timeout=120)
+    api = requests.post(
+        f"{server.url}{API}/experiments/search", json={"max_results": 5}, timeout=120
+    )
     assert down.status_code == 503
     assert {c["name"]: c["status"] for c in down.json()["checks"]}["tracking_store"] == "failed"
+    assert api.status_code == 503
+    assert api.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert int(api.headers["Retry-After"]) >= 1
     standin.control("down", down=False)
     assert requests.get(f"{server.url}/readyz", timeout=120).status_code == 200
     assert (
