@@ -31,3 +31,14 @@ def test_cloud_run_service_sets_only_documented_settings() -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "PASSWORD" not in json.dumps(container["env"])
+
+
+def test_no_tracked_file_exceeds_the_databricks_apps_10_mb_limit() -> None:
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert files, "git ls-files listed nothing"
+    too_big = [f for f in files if (REPO / f).stat().st_size > 10 * 1024 * 1024]
+    assert too_big == []
