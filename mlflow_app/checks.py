@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mlflow_app.config import Settings
+from mlflow_app.config import Settings, uri_scheme
 
 PROBE_DIR = ".mlflow-app-probe"
 
@@ -169,7 +169,7 @@ def _timed(check: Check, settings: Settings) -> CheckResult:
         return CheckResult(check.name, True, latency, caveat.reason, caveat.fix, warning=True)
     if "error" in outcome:
         error = outcome["error"]
-        reason = redact(_first_line(error), secrets_in(settings))
+        reason = redact(describe_error(error), secrets_in(settings))
         return CheckResult(check.name, False, latency, reason, _missing_driver(error) or check.fix)
     return CheckResult(check.name, True, latency, str(outcome["reason"]))
 
@@ -194,7 +194,7 @@ def _missing_driver(error: object) -> str:
     return ""
 
 
-def _first_line(error: object) -> str:
+def describe_error(error: object) -> str:
     text = str(error).strip().splitlines()
     line = text[0] if text else ""
     return f"{type(error).__name__}: {line}"[:300]
@@ -215,7 +215,7 @@ def _registry_answers() -> str:
 
 
 def _server_database(uri: str) -> bool:
-    return uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql")
+    return uri_scheme(uri) in ("postgresql", "mysql")
 
 
 def _connections_fit(settings: Settings) -> str:

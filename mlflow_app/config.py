@@ -288,7 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "MLFLOW_REGISTRY_STORE_URI_FILE"
     )
     if backend:
-        profile = "databricks" if _scheme(backend[1]) == "databricks" else "external"
+        profile = "databricks" if uri_scheme(backend[1]) == "databricks" else "external"
         backend_uri = _store_uri(*backend)
     elif platform.databricks_app_name:
         profile, backend_uri = "databricks", "databricks"
@@ -473,7 +473,7 @@ class _Env:
         return raw
 
 
-def _scheme(uri: str) -> str:
+def uri_scheme(uri: str) -> str:
     """`postgresql+psycopg2://...` -> `postgresql`; `databricks-uc` -> `databricks-uc`."""
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
@@ -488,7 +488,7 @@ def _default_artifact_root(profile: str, serve_artifacts: bool, data_dir: Path) 
 
 def _store_uri(name: str, uri: str, registry: bool = False) -> str:
     """Validate a tracking or registry store URI; returns it unchanged."""
-    scheme = _scheme(uri)
+    scheme = uri_scheme(uri)
     if scheme in ("http", "https"):
         raise ConfigError(
             name,

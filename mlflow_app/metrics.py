@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import threading
 import time
 import types
@@ -24,14 +23,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 from mlflow_app import __version__
 from mlflow_app.checks import CheckResult
-from mlflow_app.config import Settings
+from mlflow_app.config import Settings, uri_scheme
 from mlflow_app.store_hooks import wrap_store_builders
 from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
 
+# prometheus_client chose its mode at import (store_environment set it up); follow its choice.
+_MULTIPROCESS = values.ValueClass is not values.MutexValue
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 # Artifact uploads and downloads can take minutes; the buckets reach 300 s for them.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -83,7 +85,7 @@ def scheme_of(uri: str) -> str:
         return "uc-volume"
     if ":" not in uri:
         return uri.lower() if uri and "/" not in uri else "file"
-    return uri.split(":", 1)[0].split("+", 1)[0].lower()
+    return uri_scheme(uri)
 
 
 def record_app_info(settings: Settings) -> None:
@@ -173,7 +175,7 @@ class _BodyThenFinish:
 
 
 def expose(start_response: StartResponse) -> list[bytes]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         payload = generate_latest(registry)
@@ -200,7 +202,7 @@ def _build_instrumented(build: Callable, backend: str, *args: Any, **kwargs: Any
 
 def worker_exited(pid: int) -> None:
     """Drop a dead worker's live gauges (gunicorn's child_exit hook)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _MULTIPROCESS:
         multiprocess.mark_process_dead(pid)
 
 

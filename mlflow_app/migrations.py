@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from mlflow_app.config import Settings, mask_uri
+from mlflow_app.config import Settings, mask_uri, uri_scheme
 
 _LOCK_NAME = "mlflow_app_schema_migration"
 _LOCK_WAIT_SECONDS = 600
@@ -32,7 +32,7 @@ _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 def sql_store_uris(settings: Settings) -> list[str]:
     """The distinct SQL URIs the tracking store and registry use."""
     uris = (settings.backend_store_uri, settings.registry_store_uri)
-    sql = [uri for uri in uris if uri.split(":", 1)[0].split("+", 1)[0] in _SQL_SCHEMES]
+    sql = [uri for uri in uris if uri_scheme(uri) in _SQL_SCHEMES]
     return list(dict.fromkeys(sql))
 
 

@@ -13,7 +13,14 @@ import multiprocessing
 import socket
 from collections.abc import Callable
 
-from mlflow_app.checks import CheckResult, redact, render_table, run_checks, secrets_in
+from mlflow_app.checks import (
+    CheckResult,
+    describe_error,
+    redact,
+    render_table,
+    run_checks,
+    secrets_in,
+)
 from mlflow_app.config import Settings
 from mlflow_app.migrations import SchemaError, prepare_schema
 
@@ -84,8 +91,7 @@ def schema_and_checks(settings: Settings) -> tuple:
     except SchemaError as error:
         return ("stop", f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}")
     except Exception as error:  # the database may be down: the store checks say why
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = redact(f"{type(error).__name__}: {first}", secrets_in(settings))[:300]
+        reason = redact(describe_error(error), secrets_in(settings))
         notes = [(logging.WARNING, f"not prepared ({reason})")]
     return ("ran", notes, run_checks(settings, write_probe=True))
 
