@@ -131,9 +131,10 @@ class Metrics:
 
         def finish() -> None:
             route = environ.get(ROUTE_KEY, UNMATCHED)
-            HTTP_REQUESTS.labels(method, route, status[0] if status else "500").inc()
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            # The counter goes last, so a scrape that sees it also sees the rest of the request.
             HTTP_IN_PROGRESS.dec()
+            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(method, route, status[0] if status else "500").inc()
 
         HTTP_IN_PROGRESS.inc()
         try:

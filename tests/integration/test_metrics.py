@@ -34,6 +34,21 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def scrape_settled(server: Server, name: str, expected: float, **labels: str) -> str:
+    """Scrape until one series reaches `expected`, or stops short after a bounded wait.
+
+    A request is counted when the server closes its response, a moment after the client has
+    read the last byte, so a scrape sent right away can miss the newest request. An overshoot
+    is returned at once: waiting cannot hide a double count.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        text = scrape(server)
+        if sample(text, name, **labels) >= expected or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def get_experiment_fresh_connection(server: Server, count: int) -> None:
     """One connection per request, so the kernel spreads them over the workers."""
     for _ in range(count):
@@ -69,8 +84,8 @@ def metrics_server(run_server, tmp_path) -> Server:
 
 def test_counts_are_exact_across_workers(metrics_server: Server) -> None:
     get_experiment_fresh_connection(metrics_server, 60)
-    text = scrape(metrics_server)
     labels = {"method": "GET", "route": EXPERIMENT_GET, "status": "200"}
+    text = scrape_settled(metrics_server, "mlflow_http_requests_total", 60, **labels)
     assert sample(text, "mlflow_http_requests_total", **labels) == 60
     assert (
         sample(
@@ -101,7 +116,14 @@ def test_a_killed_worker_neither_loses_nor_double_counts(metrics_server: Server)
     wait_for_workers(master, 2, {victim})
     get_experiment_fresh_connection(metrics_server, 25)
 
-    text = scrape(metrics_server)
+    text = scrape_settled(
+        metrics_server,
+        "mlflow_http_requests_total",
+        65,
+        method="GET",
+        route=EXPERIMENT_GET,
+        status="200",
+    )
     assert (
         sample(text, "mlflow_http_requests_total", method="GET", route=EXPERIMENT_GET, status="200")
         == 65
@@ -127,7 +149,15 @@ def test_series_stay_bounded_under_thousands_of_distinct_ids(metrics_server: Ser
                     "Authorization": f"Bearer dapi{run_id}",
                 },
             )
-    text = scrape(metrics_server)
+    # The last request is an unmatched one, so settling on it settles them all.
+    text = scrape_settled(
+        metrics_server,
+        "mlflow_http_requests_total",
+        500,
+        method="GET",
+        route="(unmatched)",
+        status="404",
+    )
     series = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert (
         sample(
