@@ -14,6 +14,7 @@ from mlflow_app.errors import install_error_handling
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.native_routes import NativeRoutes
 from mlflow_app.request_id import RequestId
+from mlflow_app.volume_artifacts import keep_artifacts_in_volume
 from mlflow_app.wsgi_types import WSGIApp
 
 
@@ -22,6 +23,7 @@ def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
     install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
+        keep_artifacts_in_volume(settings)
     if settings.metrics:
         metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)

@@ -200,6 +200,9 @@ class Settings:
     """Everything the service needs, validated. Build it with `load_settings`."""
 
     profile: str
+    # dbfs:/Volumes/<catalog>/<schema>/<volume>[/<dir>]: where experiments created through
+    # the service keep their artifacts (Databricks mode only).
+    volume_root: str | None
     backend_store_uri: str
     registry_store_uri: str
     default_artifact_root: str
@@ -243,6 +246,7 @@ class Settings:
         """The effective settings as strings, with every credential masked."""
         return {
             "profile": self.profile,
+            "volume_root": self.volume_root or "(none)",
             "platform": self.platform.name,
             "backend_store_uri": mask_uri(self.backend_store_uri),
             "registry_store_uri": mask_uri(self.registry_store_uri),
@@ -297,13 +301,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         profile, backend_uri = "embedded", f"sqlite:///{data_dir / 'mlflow.db'}"
     registry_uri = _store_uri(*registry, registry=True) if registry else backend_uri
 
-    serve_artifacts = env.boolean("MLFLOW_SERVE_ARTIFACTS", default=profile != "databricks")
-    artifact_root = env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT") or _default_artifact_root(
-        profile, serve_artifacts, data_dir
+    volume_root = _volume_root(env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT"), profile)
+    serve_artifacts = env.boolean(
+        "MLFLOW_SERVE_ARTIFACTS", default=profile != "databricks" or volume_root is not None
     )
-    destination = env.get("MLFLOW_ARTIFACTS_DESTINATION") or (
-        str(data_dir / "artifacts") if serve_artifacts else None
-    )
+    if volume_root and serve_artifacts:
+        # Clients reach the volume through the proxy, with no Databricks credentials of their own.
+        artifact_root, destination = "mlflow-artifacts:/", volume_root
+    else:
+        artifact_root = (
+            volume_root
+            or env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT")
+            or _default_artifact_root(profile, serve_artifacts, data_dir)
+        )
+        destination = env.get("MLFLOW_ARTIFACTS_DESTINATION") or (
+            str(data_dir / "artifacts") if serve_artifacts else None
+        )
     if artifact_root.startswith("mlflow-artifacts:") and not serve_artifacts:
         raise ConfigError(
             "MLFLOW_DEFAULT_ARTIFACT_ROOT",
@@ -320,6 +333,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     return Settings(
         profile=profile,
+        volume_root=volume_root,
         backend_store_uri=backend_uri,
         registry_store_uri=registry_uri,
         default_artifact_root=artifact_root,
@@ -476,6 +490,28 @@ class _Env:
 def uri_scheme(uri: str) -> str:
     """`postgresql+psycopg2://...` -> `postgresql`; `databricks-uc` -> `databricks-uc`."""
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+_VOLUME_FORM = "/Volumes/<catalog>/<schema>/<volume>[/<directory>]"
+
+
+def _volume_root(raw: str | None, profile: str) -> str | None:
+    """`/Volumes/c/s/v/d`, `dbfs:/Volumes/c/s/v/d` or `c.s.v` -> `dbfs:/Volumes/c/s/v[/d]`."""
+    if raw is None or profile != "databricks":
+        return None
+    path = raw.removeprefix("dbfs:").rstrip("/")
+    if re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", path):  # a volume's full name
+        path = "/Volumes/" + path.replace(".", "/")
+    if not path.startswith("/Volumes"):
+        return None  # another store (s3://, dbfs:/...): the workspace's business
+    parts = path.split("/")[2:]
+    if len(parts) < 3 or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(
+            "MLFLOW_DEFAULT_ARTIFACT_ROOT",
+            f"'{raw}' is not inside a Unity Catalog volume",
+            f"set it to {_VOLUME_FORM}",
+        )
+    return "dbfs:" + path
 
 
 def _default_artifact_root(profile: str, serve_artifacts: bool, data_dir: Path) -> str:

@@ -39,6 +39,11 @@ def store_environment(settings: Settings) -> dict[str, str]:
         env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
         if settings.artifacts_destination:
             env["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = settings.artifacts_destination
+    if settings.profile == "databricks":
+        # The databricks-uc store reads runs and logged models through MLflow's fluent API
+        # when it registers a model version; without these it would use a local ./mlruns.
+        env["MLFLOW_TRACKING_URI"] = settings.backend_store_uri
+        env["MLFLOW_REGISTRY_URI"] = settings.registry_store_uri
     if settings.static_prefix:
         env["_MLFLOW_STATIC_PREFIX"] = settings.static_prefix
     return env

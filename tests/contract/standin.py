@@ -4,8 +4,10 @@ It implements what mlflow-app calls: OAuth M2M (host metadata at
 `/.well-known/databricks-config`, OIDC discovery, the client-credentials token endpoint,
 expiring tokens), personal access tokens, the current-user SCIM endpoint, the
 `/api/2.0/mlflow/*` tracking surface (served by a real MLflow store, so the semantics are
-MLflow's own), Unity Catalog registered models (create, get, search, delete; model versions
-are not implemented yet) and the Files API for `/Volumes/<catalog>/<schema>/<volume>/...`.
+MLflow's own), the Unity Catalog registry calls MLflow's `databricks-uc` store makes
+(registered models, model versions with the create -> upload -> finalize flow, aliases,
+download URIs) and the Files API for `/Volumes/<catalog>/<schema>/<volume>/...` and for model
+version files under `/Models/<catalog>/<schema>/<model>/<version>/...`.
 It rejects missing, unknown and expired tokens as Databricks does, and a test can inject
 429 (with Retry-After), 5xx, latency, permission denials or a full outage, and read counters
 of token requests, API requests and client connections under `/_standin/`.
@@ -20,6 +22,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -29,6 +32,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
+
+_ARTIFACT_LOCATION_SCHEMES = ("dbfs:/", "s3://", "s3a://", "abfss://", "gs://", "wasbs://")
 
 
 @dataclass
@@ -52,6 +57,7 @@ class State:
     faults: list[Fault] = field(default_factory=list)
     denied: dict[str, set[str]] = field(default_factory=dict)
     uc_models: dict[str, dict] = field(default_factory=dict)
+    uc_versions: dict[str, list[dict]] = field(default_factory=dict)
     opened_by: dict[str, int] = field(default_factory=dict)
     down: bool = False
     token_requests: int = 0
@@ -129,8 +135,14 @@ class Workspace:
             )(environ, start_response)
         if path.startswith("/api/2.0/fs/"):
             return self.files(request)(environ, start_response)
-        if path.startswith("/api/2.0/mlflow/unity-catalog/registered-models/"):
+        if path.startswith("/api/2.0/mlflow/unity-catalog/registered-models"):
             return self.uc_models(request, principal)(environ, start_response)
+        if path.startswith("/api/2.0/mlflow/unity-catalog/model-versions/"):
+            return self.uc_versions(request, principal)(environ, start_response)
+        if path == "/api/2.0/mlflow/experiments/create" and (
+            refused := self.refuse_artifact_location(request)
+        ):
+            return refused(environ, start_response)
         if path.startswith(("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")):
             return self.mlflow_app(environ, start_response)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {path}'")(
@@ -253,16 +265,35 @@ class Workspace:
             return "", api_error(403, "403", "Invalid access token. Token expired.")
         return principal, None
 
-    # --- Unity Catalog registered models (the calls a registry health check makes) --------
+    # --- Unity Catalog registry (the calls MLflow's databricks-uc store makes) ------------------
+    def refuse_artifact_location(self, request: Request) -> Response | None:
+        """The workspace accepts DBFS, UC volume and cloud storage locations, nothing else."""
+        location = (request.get_json(silent=True) or {}).get("artifact_location") or ""
+        if not location or location.startswith(_ARTIFACT_LOCATION_SCHEMES):
+            return None
+        return api_error(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            f"Unsupported artifact location '{location}': use dbfs:/, dbfs:/Volumes/ or a "
+            "cloud storage URI.",
+        )
+
+    @staticmethod
+    def uc_arguments(request: Request) -> dict:
+        # MLflow sends GET arguments as query parameters and the others as a JSON body.
+        return {**request.args.to_dict(), **(request.get_json(silent=True) or {})}
+
     def uc_models(self, request: Request, principal: str) -> Response:
         action = request.path.rsplit("/", 1)[1]
-        body = request.get_json(silent=True) or {}
-        name = body.get("name") or request.args.get("name", "")
+        body = self.uc_arguments(request)
+        name = body.get("name", "")
         models = self.state.uc_models
+        if action == "registered-models:is-databricks-sdk-models-artifact-repository-enabled":
+            return json_response({"is_databricks_sdk_models_artifact_repository_enabled": True})
         if action == "search":
             found = sorted(models.values(), key=lambda m: m["name"])
             return json_response(
-                {"registered_models": found[: int(request.args.get("max_results", 100))]}
+                {"registered_models": found[: int(body.get("max_results", 100))]}
             )
         if action == "create" and request.method == "POST":
             if len(name.split(".")) != 3:
@@ -280,7 +311,9 @@ class Workspace:
                 "creation_timestamp": now,
                 "last_updated_timestamp": now,
                 "user_id": principal,
+                "aliases": [],
             }
+            self.state.uc_versions[name] = []
             return json_response({"registered_model": models[name]})
         if name not in models:
             return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Model '{name}' does not exist.")
@@ -288,13 +321,112 @@ class Workspace:
             return json_response({"registered_model": models[name]})
         if action == "delete" and request.method == "DELETE":
             del models[name]
+            self.state.uc_versions.pop(name, None)
+            return json_response({})
+        if action == "alias":
+            return self.uc_alias(request, models[name], body)
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
+
+    def uc_alias(self, request: Request, model: dict, body: dict) -> Response:
+        alias = body.get("alias", "")
+        aliases = model["aliases"]
+        current = next((a for a in aliases if a["alias"] == alias), None)
+        if request.method == "POST":
+            version = self.find_version(model["name"], str(body.get("version", "")))
+            if version is None:
+                return api_error(
+                    404, "RESOURCE_DOES_NOT_EXIST", f"Version {body.get('version')} not found."
+                )
+            if current is not None:
+                aliases.remove(current)
+            aliases.append({"alias": alias, "version": version["version"]})
+            return json_response({})
+        if current is None:
+            return api_error(
+                404, "RESOURCE_DOES_NOT_EXIST", f"Alias '{alias}' not found on {model['name']}."
+            )
+        if request.method == "DELETE":
+            aliases.remove(current)
+            return json_response({})
+        version = self.find_version(model["name"], current["version"])
+        return json_response({"model_version": self.version_view(version)})
+
+    def find_version(self, name: str, version: str) -> dict | None:
+        versions = self.state.uc_versions.get(name, [])
+        return next((v for v in versions if v["version"] == version), None)
+
+    def version_view(self, version: dict) -> dict:
+        model = self.state.uc_models[version["name"]]
+        aliases = [a for a in model["aliases"] if a["version"] == version["version"]]
+        return {**version, "aliases": aliases}
+
+    def uc_versions(self, request: Request, principal: str) -> Response:
+        action = request.path.rsplit("/", 1)[1]
+        body = self.uc_arguments(request)
+        if action == "search":
+            match = re.fullmatch(r"\s*name\s*=\s*'([^']+)'\s*", body.get("filter", ""))
+            if match is None:
+                return api_error(
+                    400, "INVALID_PARAMETER_VALUE", "Filter must be of the form name='<model>'."
+                )
+            found = self.state.uc_versions.get(match.group(1), [])
+            return json_response({"model_versions": [self.version_view(v) for v in found]})
+        name = body.get("name", "")
+        if name not in self.state.uc_models:
+            return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Model '{name}' does not exist.")
+        if action == "create" and request.method == "POST":
+            return self.create_version(name, body, principal)
+        version = self.find_version(name, str(body.get("version", "")))
+        if version is None:
+            return api_error(
+                404,
+                "RESOURCE_DOES_NOT_EXIST",
+                f"Model version {name}/{body.get('version')} does not exist.",
+            )
+        if action == "finalize" and request.method == "POST":
+            if version["status"] != "PENDING_REGISTRATION":
+                return api_error(
+                    400, "INVALID_STATE", f"Model version {name}/{version['version']} is final."
+                )
+            version["status"] = "READY"
+            return json_response({"model_version": self.version_view(version)})
+        if action == "get":
+            return json_response({"model_version": self.version_view(version)})
+        if action == "get-download-uri":
+            return json_response({"artifact_uri": version["storage_location"]})
+        if action == "delete" and request.method == "DELETE":
+            self.state.uc_versions[name].remove(version)
             return json_response({})
         return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
+
+    def create_version(self, name: str, body: dict, principal: str) -> Response:
+        if not body.get("source"):
+            return api_error(400, "INVALID_PARAMETER_VALUE", "source is required.")
+        versions = self.state.uc_versions[name]
+        number = str(len(versions) + 1 if not versions else int(versions[-1]["version"]) + 1)
+        now = int(time.time() * 1000)
+        version = {
+            "name": name,
+            "version": number,
+            "source": body["source"],
+            "run_id": body.get("run_id", ""),
+            "model_id": body.get("model_id", ""),
+            "description": body.get("description", ""),
+            "status": "PENDING_REGISTRATION",
+            "storage_location": f"s3://standin-metastore/models/{name}/versions/{number}",
+            "creation_timestamp": now,
+            "last_updated_timestamp": now,
+            "user_id": principal,
+        }
+        versions.append(version)
+        return json_response({"model_version": self.version_view(version)})
 
     # --- Files API -------------------------------------------------------------------------------
     def files(self, request: Request) -> Response:
         kind, _, raw = request.path[len("/api/2.0/fs/") :].partition("/")
         volume_path = "/" + unquote(raw)
+        if volume_path.startswith("/Models/"):
+            return self.model_files(request, kind, volume_path)
         volume = next(
             (v for v in self.state.volumes if volume_path.startswith(v + "/") or volume_path == v),
             None,
@@ -307,6 +439,23 @@ class Workspace:
         if kind == "directories":
             return self.directory_call(request, local, volume_path)
         return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
+
+    def model_files(self, request: Request, kind: str, path: str) -> Response:
+        """Model version files: writable while the version is pending, read-only once final."""
+        parts = path.split("/")
+        if len(parts) < 6 or ".." in parts:
+            return api_error(404, "NOT_FOUND", f"{path} is not a model version path.")
+        version = self.find_version(".".join(parts[2:5]), parts[5])
+        if version is None:
+            return api_error(404, "NOT_FOUND", f"The model version for {path} does not exist.")
+        if request.method in ("PUT", "DELETE") and version["status"] != "PENDING_REGISTRATION":
+            return api_error(
+                403, "PERMISSION_DENIED", f"Model version files are read-only once final: {path}"
+            )
+        local = self.state.root / "models" / path.lstrip("/")
+        if kind == "files":
+            return self.file_call(request, local, path)
+        return self.directory_call(request, local, path)
 
     def file_call(self, request: Request, local: Path, path: str) -> Response:
         if request.method == "PUT":
