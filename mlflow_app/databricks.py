@@ -10,6 +10,7 @@ itself), so each store built for a Databricks URI resolves them once.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -17,7 +18,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from mlflow_app.config import Settings
-from mlflow_app.store_hooks import StoreBuilder, registry_scheme, wrap_store_builders
+from mlflow_app.store_hooks import (
+    StoreBuilder,
+    registry_scheme,
+    subclass_store,
+    wrap_store_builders,
+)
 
 _DATABRICKS_SCHEMES = ("databricks", "databricks-uc")
 
@@ -44,7 +50,38 @@ def _build_with_credentials_once(
     if callable(resolve):
         # RestStore keeps its `get_host_creds` constructor argument under this name.
         store.get_host_creds = CredentialsOnce(resolve, timeout)
+    from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore
+
+    if isinstance(store, UcModelRegistryStore):
+        create = _without_empty_run_link(type(store).create_model_version)
+        subclass_store(
+            store,
+            {"create_model_version": create, "list_webhooks_by_event": _no_webhooks},
+        )
     return store
+
+
+def _no_webhooks(store: Any, *args: Any, **kwargs: Any) -> Any:
+    # Unity Catalog has no MLflow webhooks; MLflow's server asks after every registry event
+    # and would log a traceback each time the store says it does not support the question.
+    from mlflow.store.entities.paged_list import PagedList
+
+    return PagedList([], None)
+
+
+def _without_empty_run_link(create: Callable) -> Callable:
+    # MLflow's handler passes the request's run_link, "" when the client sent none, and the
+    # Unity Catalog store refuses any run_link that is not None.
+    signature = inspect.signature(create)
+
+    @functools.wraps(create)
+    def create_model_version(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        if not bound.arguments.get("run_link"):
+            bound.arguments["run_link"] = None
+        return create(*bound.args, **bound.kwargs)
+
+    return create_model_version
 
 
 class CredentialsOnce:

@@ -8,10 +8,8 @@ of any worker sums them all. Labels are bounded: a route is a URL template, neve
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -29,7 +27,7 @@ from prometheus_client import (
 from mlflow_app import __version__
 from mlflow_app.checks import CheckResult
 from mlflow_app.config import Settings, uri_scheme
-from mlflow_app.store_hooks import wrap_store_builders
+from mlflow_app.store_hooks import public_methods, subclass_store, wrap_store_builders
 from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
 
 # prometheus_client chose its mode at import (store_environment set it up); follow its choice.
@@ -208,22 +206,13 @@ def worker_exited(pid: int) -> None:
 
 
 def instrument_store(store: Any, backend: str) -> Any:
-    """Time every public method of a store; the class is subclassed, so isinstance still holds."""
-    cls = type(store)
-    if getattr(cls, "_mlflow_app_instrumented", False):
+    """Time every public method of a store."""
+    if getattr(store, "_mlflow_app_instrumented", False):
         return store
-    methods = {
-        name: _timed_method(getattr(cls, name), backend, name)
-        for name in dir(cls)
-        if not name.startswith("_")
-        and isinstance(inspect.getattr_static(cls, name), types.FunctionType)
+    timed = {
+        name: _timed_method(method, backend, name) for name, method in public_methods(store).items()
     }
-    store.__class__ = type(
-        cls.__name__,
-        (cls,),
-        {**methods, "_mlflow_app_instrumented": True, "__module__": cls.__module__},
-    )
-    return store
+    return subclass_store(store, {**timed, "_mlflow_app_instrumented": True})
 
 
 _store_call = threading.local()

@@ -6,6 +6,8 @@ Metrics time store calls and Databricks mode reuses credentials through it.
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,27 @@ def registry_scheme(uri: str) -> str:
     from mlflow.utils.uri import get_uri_scheme
 
     return uri if uri in {"databricks", "databricks-uc", "uc"} else get_uri_scheme(uri)
+
+
+def subclass_store(store: Any, methods: dict[str, Callable]) -> Any:
+    """Give one store object overriding methods by swapping in a subclass of its class.
+
+    Subclassed, not proxied, so MLflow's isinstance checks on the store still hold.
+    """
+    cls = type(store)
+    store.__class__ = type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__})
+    return store
+
+
+def public_methods(store: Any) -> dict[str, Callable]:
+    """The public methods defined on a store's class, by name."""
+    cls = type(store)
+    return {
+        name: getattr(cls, name)
+        for name in dir(cls)
+        if not name.startswith("_")
+        and isinstance(inspect.getattr_static(cls, name), types.FunctionType)
+    }
 
 
 def wrap_store_builders(settings: Settings, wrap: BuilderWrapper) -> None:

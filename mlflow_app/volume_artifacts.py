@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-import types
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_app.config import Settings
-from mlflow_app.store_hooks import StoreBuilder, wrap_store_builders
+from mlflow_app.store_hooks import (
+    StoreBuilder,
+    public_methods,
+    subclass_store,
+    wrap_store_builders,
+)
 
 PROXY_SCHEME = "mlflow-artifacts:"
 
@@ -58,16 +62,10 @@ def keep_artifacts_in_volume(settings: Settings) -> None:
 
 def _build_translated(build: StoreBuilder, locations: VolumeLocations, *args: Any, **kw: Any):
     store = build(*args, **kw)
-    cls = type(store)
-    methods = {
-        name: _translated(getattr(cls, name), locations)
-        for name in dir(cls)
-        if not name.startswith("_")
-        and isinstance(inspect.getattr_static(cls, name), types.FunctionType)
+    translated = {
+        name: _translated(method, locations) for name, method in public_methods(store).items()
     }
-    # Subclassed, not proxied, so MLflow's isinstance checks on the store still hold.
-    store.__class__ = type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__})
-    return store
+    return subclass_store(store, translated)
 
 
 def _translated(method: Callable, locations: VolumeLocations) -> Callable:

@@ -24,6 +24,16 @@ VOLUME = "/Volumes/main/mlflow/artifacts"
 class StandIn:
     url: str
     process: subprocess.Popen
+    state_dir: Path
+
+    def volume_file(self, path: str) -> Path:
+        """Where the workspace keeps a /Volumes/... file."""
+        return self.state_dir / "volumes" / path.lstrip("/")
+
+    def model_files(self, name: str, version: str) -> list[Path]:
+        """The files uploaded for a UC model version."""
+        root = self.state_dir / "models" / "Models" / name.replace(".", "/") / version
+        return [p for p in root.rglob("*") if p.is_file()]
 
     def control(self, action: str, **body: object) -> dict:
         response = requests.post(f"{self.url}/_standin/{action}", json=body, timeout=10)
@@ -83,7 +93,7 @@ def standin(tmp_path: Path) -> Iterator[StandIn]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    workspace = StandIn(f"http://127.0.0.1:{port}", process)
+    workspace = StandIn(f"http://127.0.0.1:{port}", process, tmp_path / "workspace")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import re
@@ -139,10 +140,11 @@ class Workspace:
             return self.uc_models(request, principal)(environ, start_response)
         if path.startswith("/api/2.0/mlflow/unity-catalog/model-versions/"):
             return self.uc_versions(request, principal)(environ, start_response)
-        if path == "/api/2.0/mlflow/experiments/create" and (
-            refused := self.refuse_artifact_location(request)
-        ):
-            return refused(environ, start_response)
+        if path == "/api/2.0/mlflow/experiments/create":
+            body = request.get_data()
+            environ["wsgi.input"] = io.BytesIO(body)  # MLflow's app reads the body again
+            if refused := self.refuse_artifact_location(body):
+                return refused(environ, start_response)
         if path.startswith(("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")):
             return self.mlflow_app(environ, start_response)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {path}'")(
@@ -266,9 +268,12 @@ class Workspace:
         return principal, None
 
     # --- Unity Catalog registry (the calls MLflow's databricks-uc store makes) ------------------
-    def refuse_artifact_location(self, request: Request) -> Response | None:
+    def refuse_artifact_location(self, body: bytes) -> Response | None:
         """The workspace accepts DBFS, UC volume and cloud storage locations, nothing else."""
-        location = (request.get_json(silent=True) or {}).get("artifact_location") or ""
+        try:
+            location = json.loads(body or b"{}").get("artifact_location") or ""
+        except (ValueError, AttributeError):
+            return None  # MLflow's app answers malformed bodies itself
         if not location or location.startswith(_ARTIFACT_LOCATION_SCHEMES):
             return None
         return api_error(
@@ -292,9 +297,7 @@ class Workspace:
             return json_response({"is_databricks_sdk_models_artifact_repository_enabled": True})
         if action == "search":
             found = sorted(models.values(), key=lambda m: m["name"])
-            return json_response(
-                {"registered_models": found[: int(body.get("max_results", 100))]}
-            )
+            return json_response({"registered_models": found[: int(body.get("max_results", 100))]})
         if action == "create" and request.method == "POST":
             if len(name.split(".")) != 3:
                 return api_error(

@@ -1,0 +1,111 @@
+"""Databricks mode end to end: artifacts in a UC volume through the proxy, models in UC."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import requests
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+from tests.contract.conftest import VOLUME, StandIn
+
+API = "/api/2.0/mlflow"
+
+
+def volume_settings(standin: StandIn, **overrides: str) -> dict[str, str]:
+    return standin.service_settings(MLFLOW_DEFAULT_ARTIFACT_ROOT=f"{VOLUME}/mlflow", **overrides)
+
+
+def test_artifacts_land_in_the_volume_and_are_browsed_through_the_proxy(
+    run_server, standin: StandIn, tmp_path: Path
+) -> None:
+    server = run_server(**volume_settings(standin))
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment("/Shared/volume-artifacts")
+    run = client.create_run(experiment_id)
+    payload = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "weights.bin").write_bytes(payload)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "résumé.txt").write_text("bonjour")
+    client.log_artifact(run.info.run_id, str(tmp_path / "weights.bin"))
+    client.log_artifacts(run.info.run_id, str(tmp_path / "notes"), "notes")
+
+    # Clients are shown proxy URIs; the workspace stores the volume location.
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    stored = standin.api("GET", f"{API}/runs/get", params={"run_id": run.info.run_id}).json()
+    stored_uri = stored["run"]["info"]["artifact_uri"]
+    assert stored_uri.startswith(f"dbfs:{VOLUME}/mlflow/")
+    on_volume = standin.volume_file(stored_uri.removeprefix("dbfs:") + "/weights.bin")
+    assert hashlib.sha256(on_volume.read_bytes()).digest() == hashlib.sha256(payload).digest()
+
+    # Browse as the UI does, through the ajax API.
+    listing = requests.get(
+        f"{server.url}/ajax-api/2.0/mlflow/artifacts/list",
+        params={"run_id": run.info.run_id, "path": "notes"},
+        timeout=60,
+    ).json()
+    assert [f["path"] for f in listing["files"]] == ["notes/résumé.txt"]
+    text = requests.get(
+        f"{server.url}/get-artifact",
+        params={"run_uuid": run.info.run_id, "path": "notes/résumé.txt"},
+        timeout=60,
+    )
+    assert text.status_code == 200 and text.text == "bonjour"
+    fetched = client.download_artifacts(run.info.run_id, "weights.bin", str(tmp_path / "out"))
+    assert Path(fetched).read_bytes() == payload
+
+
+def test_experiments_that_name_their_own_location_keep_it(run_server, standin: StandIn):
+    server = run_server(**volume_settings(standin))
+    response = requests.post(
+        f"{server.url}{API}/experiments/create",
+        json={"name": "/Shared/own-location", "artifact_location": "ftp://elsewhere/x"},
+        timeout=60,
+    )
+    # The workspace refuses what it cannot store; the refusal reaches the client as a 4xx.
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
+    run_server, standin: StandIn, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a failure shows at once
+    server = run_server(**volume_settings(standin))
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_registry_uri(server.url)
+    try:
+        standin.api(
+            "POST",
+            f"{API}/unity-catalog/registered-models/create",
+            json={"name": "main.mlflow.iris"},
+        ).raise_for_status()
+        features = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.1, 0.8]])
+        model = LogisticRegression().fit(features, [0, 1, 1, 0])
+        mlflow.set_experiment("/Shared/uc-models")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(model, name="model", input_example=features[:2])
+        version = mlflow.register_model(info.model_uri, "main.mlflow.iris")
+        client = MlflowClient(server.url, server.url)
+        client.set_registered_model_alias("main.mlflow.iris", "champion", version.version)
+        resolved = client.get_model_version_by_alias("main.mlflow.iris", "champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+    assert resolved.version == version.version == "1"
+    assert resolved.status == "READY"
+    direct = standin.api(
+        "GET",
+        f"{API}/unity-catalog/registered-models/alias",
+        params={"name": "main.mlflow.iris", "alias": "champion"},
+    ).json()["model_version"]
+    assert direct["version"] == "1" and direct["status"] == "READY"
+    uploaded = standin.model_files("main.mlflow.iris", "1")
+    names = {p.name for p in uploaded}
+    assert "MLmodel" in names and names & {"model.skops", "model.pkl"}
