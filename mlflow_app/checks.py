@@ -100,17 +100,9 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 def _checks(settings: Settings, write_probe: bool) -> list[Check]:
-    checks = []
     if settings.profile == "databricks":
-        checks.append(
-            Check(
-                "credentials",
-                _databricks_identity,
-                "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID and "
-                "DATABRICKS_CLIENT_SECRET (or DATABRICKS_TOKEN)",
-            )
-        )
-    checks += [
+        return _databricks_checks(settings, write_probe)
+    checks = [
         Check(
             "tracking_store",
             _tracking_store_answers,
@@ -131,20 +123,78 @@ def _checks(settings: Settings, write_probe: bool) -> list[Check]:
             )
         )
     if settings.serve_artifacts or settings.default_artifact_root:
-        probe = _artifact_round_trip if write_probe else _artifact_root_lists
         setting = (
             "MLFLOW_ARTIFACTS_DESTINATION"
             if settings.serve_artifacts
             else "MLFLOW_DEFAULT_ARTIFACT_ROOT"
         )
         checks.append(
-            Check(
-                "artifact_store",
-                lambda: probe(settings),
-                f"check {setting} exists and this service may write to it",
+            _artifact_check(
+                settings, write_probe, f"check {setting} exists and this service may write to it"
             )
         )
     return checks
+
+
+def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:
+    """The workspace, Unity Catalog and the volume, each failure naming the grant."""
+    principal = "the app's service principal"
+    volume = _volume_name(settings.volume_root)
+    catalog, schema = volume.split(".")[:2] if volume else ("<catalog>", "<schema>")
+    checks = [
+        Check(
+            "credentials",
+            _databricks_identity,
+            "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID and "
+            "DATABRICKS_CLIENT_SECRET (or DATABRICKS_TOKEN, or DATABRICKS_CONFIG_PROFILE)",
+        ),
+        Check(
+            "tracking_store",
+            _tracking_store_answers,
+            "check DATABRICKS_HOST and that the workspace answers; give "
+            f"{principal} CAN EDIT on the workspace folder its experiments live in",
+        ),
+        Check(
+            "model_registry",
+            _registry_answers,
+            f"grant {principal} USE CATALOG on {catalog}, USE SCHEMA and CREATE MODEL on "
+            f"{catalog}.{schema}, or set MLFLOW_REGISTRY_STORE_URI",
+        ),
+    ]
+    if volume:
+        checks.append(
+            _artifact_check(
+                settings,
+                write_probe,
+                f"grant {principal} USE CATALOG on {catalog}, USE SCHEMA on {catalog}.{schema}, "
+                f"READ VOLUME and WRITE VOLUME on {volume} (binding the volume as an app "
+                "resource grants them), or set MLFLOW_DEFAULT_ARTIFACT_ROOT to another volume",
+            )
+        )
+    else:
+        checks.append(Check("artifact_store", _workspace_artifacts_caveat, ""))
+    return checks
+
+
+def _volume_name(volume_root: str | None) -> str | None:
+    """dbfs:/Volumes/c/s/v/dir -> c.s.v"""
+    if not volume_root:
+        return None
+    return ".".join(volume_root.removeprefix("dbfs:/Volumes/").split("/")[:3])
+
+
+def _workspace_artifacts_caveat() -> str:
+    raise CheckWarning(
+        "no volume set: artifacts go to the workspace's default location, which clients "
+        "can reach only with Databricks credentials of their own",
+        "set MLFLOW_DEFAULT_ARTIFACT_ROOT=/Volumes/<catalog>/<schema>/<volume>/mlflow "
+        "(on Databricks Apps: valueFrom the volume resource in app.yaml)",
+    )
+
+
+def _artifact_check(settings: Settings, write_probe: bool, fix: str) -> Check:
+    probe = _artifact_round_trip if write_probe else _artifact_root_lists
+    return Check("artifact_store", lambda: probe(settings), fix)
 
 
 def _timed(check: Check, settings: Settings) -> CheckResult:
@@ -196,7 +246,8 @@ def _missing_driver(error: object) -> str:
 
 def describe_error(error: object) -> str:
     text = str(error).strip().splitlines()
-    line = text[0] if text else ""
+    # databricks-sdk appends its whole client configuration to every error message.
+    line = text[0].split(" Config: host=")[0] if text else ""
     return f"{type(error).__name__}: {line}"[:300]
 
 

@@ -12,7 +12,7 @@ import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
-from tests.contract.conftest import VOLUME, StandIn
+from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, VOLUME, StandIn
 
 API = "/api/2.0/mlflow"
 
@@ -109,3 +109,26 @@ def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
     uploaded = standin.model_files("main.mlflow.iris", "1")
     names = {p.name for p in uploaded}
     assert "MLmodel" in names and names & {"model.skops", "model.pkl"}
+
+
+def test_a_volume_the_principal_cannot_write_stops_startup_naming_the_grant(
+    run_server, standin: StandIn
+) -> None:
+    standin.control("deny", principal=CLIENT_ID, prefix="/api/2.0/fs/")
+    server = run_server(wait=False, **volume_settings(standin))
+    assert server.process.wait(timeout=120) != 0
+    output = server.log()
+    failed = [line for line in output.splitlines() if line.startswith("artifact_store")]
+    assert failed and "FAILED" in failed[0], output
+    assert "WRITE VOLUME on main.mlflow.artifacts" in failed[0]
+    assert "PermissionDenied" in failed[0] or "PERMISSION_DENIED" in failed[0]
+    assert CLIENT_SECRET not in output
+
+
+def test_without_a_volume_readiness_warns_how_to_set_one(run_server, standin: StandIn):
+    server = run_server(**standin.service_settings())
+    checks = {
+        c["name"]: c for c in requests.get(f"{server.url}/readyz", timeout=60).json()["checks"]
+    }
+    assert checks["artifact_store"]["status"] == "warning"
+    assert "MLFLOW_DEFAULT_ARTIFACT_ROOT=/Volumes/" in checks["artifact_store"]["fix"]
