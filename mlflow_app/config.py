@@ -60,7 +60,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MLFLOW_DEFAULT_ARTIFACT_ROOT",
         "mlflow-artifacts:/",
-        "Artifact root for new experiments (s3://, gs://, /Volumes/..., or the proxy).",
+        "Artifact root for new experiments (s3://, gs://, or the proxy). In Databricks mode a "
+        "UC volume (/Volumes/<catalog>/<schema>/<volume>[/<dir>] or <catalog>.<schema>.<volume>)"
+        ": new experiments keep artifacts there, reached through the proxy.",
     ),
     Setting(
         "MLFLOW_ARTIFACTS_DESTINATION",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from mlflow import MlflowClient
 
-from tests.contract.conftest import CLIENT_ID, StandIn
+from tests.contract.conftest import CLIENT_ID, PAT, StandIn
 
 API = "/api/2.0/mlflow"
 
@@ -121,3 +121,35 @@ def test_workspace_outage_makes_readiness_503_and_recovers(run_server, standin) 
         ).status_code
         == 200
     )
+
+
+def pat_user_is_authenticated(server) -> None:
+    ready = requests.get(f"{server.url}/readyz", timeout=60).json()
+    checks = {c["name"]: c for c in ready["checks"]}
+    assert checks["credentials"]["reason"] == "authenticated as pat-user@example.com"
+    assert checks["tracking_store"]["status"] == "ok"
+
+
+def test_a_personal_access_token_works_for_local_runs(run_server, standin: StandIn) -> None:
+    server = run_server(
+        MLFLOW_TRACKING_URI="databricks",
+        MLFLOW_REGISTRY_URI="databricks-uc",
+        DATABRICKS_HOST=standin.url,
+        DATABRICKS_TOKEN=PAT,
+    )
+    pat_user_is_authenticated(server)
+    assert MlflowClient(server.url).create_experiment("/Users/pat-user/local")
+
+
+def test_a_cli_profile_works_for_local_runs(run_server, standin: StandIn, tmp_path) -> None:
+    config = tmp_path / "databrickscfg"
+    config.write_text(
+        f"[DEFAULT]\nhost = http://unused.invalid\n\n[dev]\nhost = {standin.url}\ntoken = {PAT}\n"
+    )
+    server = run_server(
+        MLFLOW_TRACKING_URI="databricks",
+        MLFLOW_REGISTRY_URI="databricks-uc",
+        DATABRICKS_CONFIG_FILE=str(config),
+        DATABRICKS_CONFIG_PROFILE="dev",
+    )
+    pat_user_is_authenticated(server)

@@ -49,6 +49,44 @@ def test_databricks_apps_derives_workspace_tracking_and_unity_catalog_registry()
     assert "*.databricksapps.com" in settings.allowed_hosts
 
 
+@pytest.mark.parametrize(
+    ("raw", "root"),
+    [
+        ("/Volumes/main/ml/files/mlflow/", "dbfs:/Volumes/main/ml/files/mlflow"),
+        ("dbfs:/Volumes/main/ml/files", "dbfs:/Volumes/main/ml/files"),
+        ("main.ml.files", "dbfs:/Volumes/main/ml/files"),
+    ],
+)
+def test_a_volume_artifact_root_is_served_through_the_proxy(raw: str, root: str) -> None:
+    settings = load_settings(
+        {"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_DEFAULT_ARTIFACT_ROOT": raw}
+    )
+    assert settings.volume_root == root
+    assert (settings.serve_artifacts, settings.artifacts_destination) == (True, root)
+    assert settings.default_artifact_root == "mlflow-artifacts:/"
+
+
+def test_a_volume_root_without_the_proxy_is_given_to_clients_as_is() -> None:
+    settings = load_settings(
+        {
+            "MLFLOW_TRACKING_URI": "databricks",
+            "MLFLOW_DEFAULT_ARTIFACT_ROOT": "/Volumes/main/ml/files",
+            "MLFLOW_SERVE_ARTIFACTS": "false",
+        }
+    )
+    assert settings.default_artifact_root == "dbfs:/Volumes/main/ml/files"
+    assert settings.artifacts_destination is None
+
+
+@pytest.mark.parametrize("raw", ["/Volumes/main", "/Volumes/main/ml", "/Volumes/main/../x/y"])
+def test_a_path_outside_any_volume_is_one_line_naming_the_form(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MLFLOW_TRACKING_URI": "databricks", "MLFLOW_DEFAULT_ARTIFACT_ROOT": raw})
+    message = str(caught.value)
+    assert message.startswith("MLFLOW_DEFAULT_ARTIFACT_ROOT")
+    assert "/Volumes/<catalog>/<schema>/<volume>" in message and "\n" not in message
+
+
 def test_tracking_and_registry_uri_aliases_are_accepted() -> None:
     settings = load_settings(
         {"MLFLOW_TRACKING_URI": "mysql://u@db/m", "MLFLOW_REGISTRY_URI": "sqlite:////tmp/r.db"}

@@ -6,9 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-from mlflow_app.config import SETTINGS
+from mlflow_app.config import SETTINGS, load_settings
 
 REPO = Path(__file__).parents[2]
 KNOWN = {s.name for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases}
@@ -21,6 +22,19 @@ def test_dockerfile_and_app_yaml_run_the_readme_command() -> None:
     assert cmd == app_yaml["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     for needed in ("wsgi.py", "gunicorn.conf.py", "mlflow_app", "requirements.txt"):
         assert needed in dockerfile
+
+
+@pytest.mark.parametrize("injected", ["/Volumes/main/mlflow/artifacts", "main.mlflow.artifacts"])
+def test_app_yaml_volume_binding_becomes_the_artifact_root(injected: str) -> None:
+    """Whichever form the platform injects for the volume resource, artifacts go there."""
+    app_yaml = yaml.safe_load((REPO / "app.yaml").read_text())
+    env = {}
+    for item in app_yaml["env"]:
+        assert item["name"] in KNOWN
+        env[item["name"]] = item.get("value", injected)  # valueFrom: the resource's value
+    settings = load_settings({**env, "DATABRICKS_APP_NAME": "mlflow", "DATABRICKS_HOST": "x"})
+    assert settings.volume_root == "dbfs:/Volumes/main/mlflow/artifacts"
+    assert settings.serve_artifacts and settings.default_artifact_root == "mlflow-artifacts:/"
 
 
 def test_cloud_run_service_sets_only_documented_settings() -> None:
