@@ -66,7 +66,10 @@ class StandIn:
 
 
 @pytest.fixture
-def standin(tmp_path: Path) -> Iterator[StandIn]:
+def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]:
+    """The stand-in workspace; `@pytest.mark.token_ttl(seconds)` shortens token lifetimes."""
+    marker = request.node.get_closest_marker("token_ttl")
+    token_ttl = str(marker.args[0]) if marker else "3600"
     port = free_port()
     log = (tmp_path / "standin.log").open("wb")
     process = subprocess.Popen(
@@ -87,7 +90,7 @@ def standin(tmp_path: Path) -> Iterator[StandIn]:
             "--volume",
             VOLUME,
             "--token-ttl",
-            "3600",
+            token_ttl,
         ],
         cwd=REPO,
         stdout=log,

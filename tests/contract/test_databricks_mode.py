@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import requests
 from mlflow import MlflowClient
 
@@ -153,3 +156,27 @@ def test_a_cli_profile_works_for_local_runs(run_server, standin: StandIn, tmp_pa
         DATABRICKS_CONFIG_PROFILE="dev",
     )
     pat_user_is_authenticated(server)
+
+
+@pytest.mark.token_ttl(50)
+def test_tokens_are_refreshed_before_they_expire_not_fetched_per_call(
+    run_server, standin: StandIn
+) -> None:
+    """databricks-sdk treats a token as expired 40 s before its end, so a 50 s token is
+    renewed about every 10 s: over 25 s of steady calls a few token requests, none refused."""
+    server = run_server(**standin.service_settings(MLFLOW_WORKERS="1"))
+    before = standin.stats()
+    statuses = []
+    deadline = time.monotonic() + 25
+    with requests.Session() as session:
+        while time.monotonic() < deadline and len(statuses) < 400:
+            statuses.append(
+                session.post(
+                    f"{server.url}{API}/experiments/search", json={"max_results": 1}, timeout=60
+                ).status_code
+            )
+            time.sleep(0.1)
+    after = standin.stats()
+    assert set(statuses) == {200}
+    assert after["api_requests"] - before["api_requests"] >= len(statuses) >= 50
+    assert 2 <= after["token_requests"] - before["token_requests"] <= 10, (before, after)
