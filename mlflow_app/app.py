@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from mlflow_app import metrics
+from mlflow_app.access import AccessControl, install_mlflow_auth, protect_fastapi_routes
 from mlflow_app.config import Settings
 from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
@@ -19,8 +20,8 @@ from mlflow_app.wsgi_types import WSGIApp
 
 
 def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
-    """gunicorn -> request id -> metrics -> health/readiness -> MLflow (Flask or FastAPI-only)."""
-    install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
+    """gunicorn -> request id -> access -> metrics -> health/readiness -> MLflow (Flask, with
+    MLflow's auth hooks when on, or FastAPI-only routes)."""
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
         keep_artifacts_in_volume(settings)
@@ -31,12 +32,30 @@ def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
         settings, on_refresh=metrics.record_readiness if settings.metrics else None
     )
 
-    app: WSGIApp = NativeRoutes(mlflow_app)
-    app = HealthEndpoints(app, settings, readiness)
+    if settings.access.uses_mlflow_auth:
+        install_mlflow_auth(settings.access, mlflow_app)  # its hooks run before ours
+    install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
+
+    native = NativeRoutes(mlflow_app)
+    if settings.access.uses_mlflow_auth:
+        protect_fastapi_routes(native.asgi_app)
+    app: WSGIApp = HealthEndpoints(native, settings, readiness)
     if settings.metrics:
         app = metrics.Metrics(app, exposition_paths(settings))
+    if settings.access.mode != "none":
+        app = AccessControl(
+            app,
+            settings.access,
+            open_paths=health_paths(settings),
+            own_paths=exposition_paths(settings) if settings.metrics else (),
+        )
     app = RequestId(app)
     return app
+
+
+def health_paths(settings: Settings) -> tuple[str, str]:
+    prefix = settings.static_prefix
+    return prefix + settings.health_path, prefix + settings.ready_path
 
 
 def exposition_paths(settings: Settings) -> tuple[str, str]:

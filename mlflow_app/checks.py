@@ -86,10 +86,13 @@ def secrets_in(settings: Settings) -> list[str]:
         settings.registry_store_uri,
         settings.default_artifact_root,
         settings.artifacts_destination or "",
+        settings.access.database_uri,
     ):
         password = urlsplit(uri).password
         if password:
             found.append(password)
+    if settings.access.admin_password:
+        found.append(settings.access.admin_password)
     return found
 
 

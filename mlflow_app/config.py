@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -159,6 +160,61 @@ SETTINGS: tuple[Setting, ...] = (
         "Start even when the self-check fails (readiness stays 503 until it passes).",
     ),
     Setting(
+        "MLFLOW_APP_AUTH",
+        "none",
+        "Access control: none, basic (MLflow's users and per-resource permissions), "
+        "trusted-header (identity from an authenticating proxy), databricks-apps "
+        "(identity from the Databricks Apps proxy).",
+    ),
+    Setting(
+        "MLFLOW_AUTH_ADMIN_USERNAME",
+        "admin",
+        "basic / trusted-header: the admin user created on first start (MLflow's setting).",
+    ),
+    Setting(
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "(required for basic)",
+        "basic: the admin's initial password (MLflow's setting), or use the _FILE variant.",
+    ),
+    Setting(
+        "MLFLOW_AUTH_ADMIN_PASSWORD_FILE",
+        "",
+        "File holding the admin's initial password (a mounted secret).",
+    ),
+    Setting(
+        "MLFLOW_APP_AUTH_DEFAULT_PERMISSION",
+        "READ",
+        "Permission every user has on resources nobody granted them: READ, EDIT, MANAGE or "
+        "NO_PERMISSIONS.",
+    ),
+    Setting(
+        "MLFLOW_APP_AUTH_DATABASE_URI",
+        "sqlite:///<MLFLOW_APP_DATA_DIR>/auth.db",
+        "Where basic / trusted-header keep users and permissions; share it across replicas.",
+    ),
+    Setting(
+        "MLFLOW_APP_AUTH_HEADER",
+        "X-Forwarded-Email",
+        "trusted-header: the header the authenticating proxy puts the user's identity in.",
+    ),
+    Setting(
+        "MLFLOW_APP_AUTH_ADMINS",
+        "",
+        "trusted-header: comma-separated identities that are admins.",
+    ),
+    Setting(
+        "MLFLOW_APP_TRUSTED_PROXIES",
+        "127.0.0.1/32,::1/128 (databricks-apps: private ranges)",
+        "Comma-separated addresses or CIDRs whose identity headers are believed; identity "
+        "headers from any other peer are refused.",
+    ),
+    Setting(
+        "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER",
+        "false",
+        "databricks-apps: make workspace calls with the user's X-Forwarded-Access-Token "
+        "(enable user authorization on the app), so each user sees what they may.",
+    ),
+    Setting(
         "MLFLOW_APP_GRACEFUL_TIMEOUT",
         "10",
         "Seconds a worker may finish in-flight requests after SIGTERM.",
@@ -195,6 +251,39 @@ class Platform:
         if self.cloud_run_service:
             return "cloud-run"
         return "generic"
+
+
+AUTH_MODES = ("none", "basic", "trusted-header", "databricks-apps")
+_PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+_LOCAL_PEERS = ("127.0.0.1/32", "::1/128")
+_PRIVATE_PEERS = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "::1/128",
+    "fc00::/7",
+)
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may call the service (see mlflow_app/access.py)."""
+
+    mode: str
+    identity_header: str
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+    admins: tuple[str, ...]
+    admin_username: str
+    admin_password: str | None = field(repr=False)
+    default_permission: str
+    database_uri: str
+    on_behalf_of_user: bool
+
+    @property
+    def uses_mlflow_auth(self) -> bool:
+        """Whether MLflow's auth app (users, per-resource permissions) is in play."""
+        return self.mode in ("basic", "trusted-header")
 
 
 @dataclass(frozen=True)
@@ -234,6 +323,7 @@ class Settings:
     graceful_timeout: int
     log_level: str
     platform: Platform
+    access: AccessSettings
 
     @property
     def connections_needed(self) -> int:
@@ -261,6 +351,7 @@ class Settings:
             "workers": str(self.workers),
             "threads": str(self.threads),
             "data_dir": str(self.data_dir),
+            "auth": self.access.mode,
         }
 
 
@@ -401,7 +492,67 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         log_level=env.choice("MLFLOW_APP_LOG_LEVEL", "info", _LOG_LEVELS),
         platform=platform,
+        access=_access(env, platform, data_dir, profile),
     )
+
+
+def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> AccessSettings:
+    mode = env.choice("MLFLOW_APP_AUTH", "none", AUTH_MODES)
+    if mode == "databricks-apps" and not platform.databricks_app_name:
+        raise ConfigError(
+            "MLFLOW_APP_AUTH",
+            "databricks-apps trusts the Databricks Apps proxy, but DATABRICKS_APP_NAME is unset "
+            "(not running on Databricks Apps)",
+            "use trusted-header behind another authenticating proxy, or basic",
+        )
+    password = env.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    if password is None and (found := env.secret_file("MLFLOW_AUTH_ADMIN_PASSWORD_FILE")):
+        password = found[1]
+    if mode == "basic" and not password:
+        raise ConfigError(
+            "MLFLOW_AUTH_ADMIN_PASSWORD",
+            "basic access control needs the admin's initial password",
+            "set it, or MLFLOW_AUTH_ADMIN_PASSWORD_FILE to a file holding it",
+        )
+    admins = tuple(
+        a.strip() for a in (env.get("MLFLOW_APP_AUTH_ADMINS") or "").split(",") if a.strip()
+    )
+    if mode == "trusted-header" and not admins:
+        raise ConfigError(
+            "MLFLOW_APP_AUTH_ADMINS",
+            "trusted-header access control needs at least one admin identity",
+            "set it to the admins' identities as the proxy sends them, e.g. ops@example.com",
+        )
+    default_peers = _PRIVATE_PEERS if mode == "databricks-apps" else _LOCAL_PEERS
+    return AccessSettings(
+        mode=mode,
+        identity_header=(
+            "X-Forwarded-Email"
+            if mode == "databricks-apps"
+            else env.get("MLFLOW_APP_AUTH_HEADER") or "X-Forwarded-Email"
+        ),
+        trusted_proxies=_networks(env.get("MLFLOW_APP_TRUSTED_PROXIES"), default_peers),
+        admins=admins,
+        admin_username=env.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin",
+        admin_password=password,
+        default_permission=env.choice("MLFLOW_APP_AUTH_DEFAULT_PERMISSION", "READ", _PERMISSIONS),
+        database_uri=env.get("MLFLOW_APP_AUTH_DATABASE_URI") or f"sqlite:///{data_dir / 'auth.db'}",
+        on_behalf_of_user=mode == "databricks-apps"
+        and profile == "databricks"
+        and env.boolean("MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER", default=False),
+    )
+
+
+def _networks(raw: str | None, default: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    items = [i.strip() for i in raw.split(",") if i.strip()] if raw else list(default)
+    try:
+        return tuple(ip_network(item, strict=False) for item in items)
+    except ValueError as error:
+        raise ConfigError(
+            "MLFLOW_APP_TRUSTED_PROXIES",
+            str(error),
+            "set it to comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1",
+        ) from None
 
 
 class _Env:
@@ -481,12 +632,14 @@ class _Env:
         return raw
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = (self.get(name) or default).lower()
-        if raw not in choices:
+        """One of `choices`, matched without regard to case; returned as spelled there."""
+        raw = self.get(name) or default
+        found = {c.lower(): c for c in choices}.get(raw.lower())
+        if found is None:
             raise ConfigError(
                 name, f"'{raw}' is not one of {', '.join(choices)}", f"set {name} to one of them"
             )
-        return raw
+        return found
 
 
 def uri_scheme(uri: str) -> str:

@@ -40,6 +40,19 @@ def install_error_handling(
             400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object."
         )
 
+    @flask_app.before_request
+    def graphql_needs_a_query() -> Response | None:
+        # MLflow's GraphQL view reads the body as a JSON object and fails with a 500 otherwise.
+        if not request.path.endswith("/graphql"):
+            return None
+        if isinstance(request.get_json(silent=True, cache=True), dict):
+            return None
+        return error_response(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            'GraphQL requests are POSTed as a JSON object: {"query": "..."}.',
+        )
+
     @flask_app.after_request
     def tell_clients_when_to_retry(response: Response) -> Response:
         # MLflow turns an upstream 429/503 into its own error after retrying, and the

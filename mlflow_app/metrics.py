@@ -63,6 +63,11 @@ UPSTREAM_DURATION = Histogram(
     ["backend", "operation"],
     buckets=_BUCKETS,
 )
+ACCESS_DENIALS = Counter(
+    "mlflow_access_denials_total",
+    "Requests refused by access control, by mode and reason (never by user).",
+    ["mode", "reason"],
+)
 READINESS = Gauge(
     "mlflow_readiness",
     "1 when the check passed at its last run, else 0.",

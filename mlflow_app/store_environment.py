@@ -9,6 +9,7 @@ gunicorn forks, so this is the one module that writes the environment.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import MutableMapping
@@ -49,12 +50,63 @@ def store_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+# Seconds a checked password is trusted before it is checked again (ours and MLflow's).
+AUTH_CACHE_SECONDS = 60
+
+
+def auth_environment(settings: Settings, config_dir: Path) -> dict[str, str]:
+    """What MLflow's auth app reads, for basic and trusted-header access control."""
+    access = settings.access
+    config = config_dir / "mlflow-auth.ini"
+    config.write_text(mlflow_auth_config(settings))
+    config.chmod(0o600)  # the database URI may hold a password
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        # trusted-header's bootstrap admin signs in through the proxy, never with a password.
+        "MLFLOW_AUTH_ADMIN_PASSWORD": access.admin_password or secrets.token_urlsafe(32),
+        "MLFLOW_AUTH_ADMIN_USERNAME": bootstrap_admin(settings),
+        # Routes neither MLflow's auth nor its validators know are refused, not let through.
+        "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
+    }
+
+
+def mlflow_auth_config(settings: Settings) -> str:
+    """The ini file MLflow's auth app reads (MLFLOW_AUTH_CONFIG_PATH)."""
+    access = settings.access
+    function = (
+        "mlflow_app.access:authenticate_trusted_header"
+        if access.mode == "trusted-header"
+        else "mlflow.server.auth:authenticate_request_basic_auth"
+    )
+    return (
+        "[mlflow]\n"
+        f"default_permission = {access.default_permission}\n"
+        f"database_uri = {access.database_uri}\n"
+        f"admin_username = {bootstrap_admin(settings)}\n"
+        f"authorization_function = {function}\n"
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
+    )
+
+
+def bootstrap_admin(settings: Settings) -> str:
+    """The admin MLflow creates on first start: the configured one, or for trusted-header
+    the first admin identity."""
+    access = settings.access
+    return access.admins[0] if access.mode == "trusted-header" else access.admin_username
+
+
 def apply_store_environment(
     settings: Settings, environ: MutableMapping[str, str] | None = None
 ) -> None:
     """Write `store_environment(settings)` into the process environment, and make local dirs."""
     target = os.environ if environ is None else environ
     target.update(store_environment(settings))
+    if settings.access.uses_mlflow_auth:
+        target.update(auth_environment(settings, Path(tempfile.mkdtemp(prefix="mlflow-app-"))))
+        # Flask signs the sign-up form's CSRF token with it: one key for all workers.
+        target.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
+        if settings.access.database_uri.startswith("sqlite:///"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.profile == "embedded" or (
         settings.artifacts_destination and "://" not in settings.artifacts_destination
     ):

@@ -18,6 +18,8 @@ CLIENT_ID = "6f1d6c1e-sp-mlflow-app"
 CLIENT_SECRET = "dose-standin-client-secret-0123456789"
 PAT = "dapi-standin-personal-access-token"
 VOLUME = "/Volumes/main/mlflow/artifacts"
+# Workspace users' tokens, as the Databricks Apps proxy forwards them (X-Forwarded-Access-Token).
+USER_TOKENS = {"dapi-user-alice": "alice@example.com", "dapi-user-bob": "bob@example.com"}
 
 
 @dataclass
@@ -39,6 +41,10 @@ class StandIn:
         response = requests.post(f"{self.url}/_standin/{action}", json=body, timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def calls(self) -> list[dict]:
+        """The latest API calls the workspace answered: principal, method, path."""
+        return requests.get(f"{self.url}/_standin/calls", timeout=10).json()["calls"]
 
     def stats(self) -> dict:
         return requests.get(f"{self.url}/_standin/stats", timeout=10).json()
@@ -89,6 +95,11 @@ def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]
             PAT,
             "--volume",
             VOLUME,
+            *[
+                arg
+                for token, user in USER_TOKENS.items()
+                for arg in ("--user-token", f"{token}={user}")
+            ],
             "--token-ttl",
             token_ttl,
         ],

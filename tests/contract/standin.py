@@ -14,6 +14,7 @@ of token requests, API requests and client connections under `/_standin/`.
 
 Run: python -m tests.contract.standin --port P --state-dir DIR --client-id ID
      --client-secret SECRET [--token-ttl 3600] [--pat TOKEN] [--volume /Volumes/c/s/v]
+     [--user-token TOKEN=user@example.com]
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class State:
     down: bool = False
     token_requests: int = 0
     api_requests: int = 0
+    calls: list[dict] = field(default_factory=list)  # the latest API calls, by principal
     connections: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +118,10 @@ class Workspace:
             return failure(environ, start_response)
         with self.state.lock:
             self.state.api_requests += 1
+            self.state.calls.append(
+                {"principal": principal, "method": request.method, "path": path}
+            )
+            del self.state.calls[:-500]
         if (fault := self.take_fault(path)) is not None:
             return fault(environ, start_response)
         for prefix in self.state.denied.get(principal, ()):
@@ -166,8 +172,11 @@ class Workspace:
                         "live_tokens": len(state.tokens),
                     }
                 )
+            if request.path == "/_standin/calls":
+                return json_response({"calls": state.calls})
             if request.path == "/_standin/reset":
                 state.token_requests = state.api_requests = 0
+                state.calls.clear()
                 state.connections.clear()
                 state.faults.clear()
                 state.denied.clear()
@@ -536,7 +545,10 @@ def build(args: argparse.Namespace) -> Workspace:
         client_id=args.client_id,
         client_secret=args.client_secret,
         token_ttl=args.token_ttl,
-        pats=dict.fromkeys(args.pat, "pat-user@example.com"),
+        pats={
+            **dict.fromkeys(args.pat, "pat-user@example.com"),
+            **dict(u.split("=", 1) for u in args.user_token),
+        },
         volumes=[v.rstrip("/") for v in args.volume],
         root=root,
     )
@@ -552,6 +564,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--token-ttl", type=float, default=3600)
     parser.add_argument("--pat", action="append", default=[])
     parser.add_argument("--volume", action="append", default=[])
+    parser.add_argument("--user-token", action="append", default=[], help="TOKEN=user@example.com")
     return parser.parse_args(argv)
 
 
