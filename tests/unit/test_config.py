@@ -232,3 +232,57 @@ def test_unreadable_or_empty_secret_file_names_the_setting(tmp_path: Path, conte
     with pytest.raises(ConfigError) as raised:
         load_settings({"MLFLOW_BACKEND_STORE_URI_FILE": str(secret)})
     assert str(raised.value).startswith("MLFLOW_BACKEND_STORE_URI_FILE: ")
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "fix"),
+    [
+        ({"MLFLOW_APP_AUTH": "databricks-apps"}, "MLFLOW_APP_AUTH", "use trusted-header"),
+        (
+            {"MLFLOW_APP_AUTH": "basic"},
+            "MLFLOW_AUTH_ADMIN_PASSWORD",
+            "MLFLOW_AUTH_ADMIN_PASSWORD_FILE",
+        ),
+        ({"MLFLOW_APP_AUTH": "trusted-header"}, "MLFLOW_APP_AUTH_ADMINS", "e.g. ops@example.com"),
+        (
+            {
+                "MLFLOW_APP_AUTH": "trusted-header",
+                "MLFLOW_APP_AUTH_ADMINS": "a",
+                "MLFLOW_APP_TRUSTED_PROXIES": "10.0.0.0/33",
+            },
+            "MLFLOW_APP_TRUSTED_PROXIES",
+            "CIDRs",
+        ),
+        ({"MLFLOW_APP_AUTH": "ldap"}, "MLFLOW_APP_AUTH", "one of them"),
+    ],
+)
+def test_bad_access_settings_are_one_line_with_the_fix(env, setting, fix) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith(setting + ":") and fix in message and "\n" not in message
+
+
+def test_the_admin_password_can_come_from_a_file_and_is_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "admin-password"
+    secret.write_text("file-Held-pw-123\n")
+    settings = load_settings(
+        {"MLFLOW_APP_AUTH": "basic", "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret)}
+    )
+    assert settings.access.admin_password == "file-Held-pw-123"
+    assert "file-Held-pw-123" not in repr(settings)
+    assert "file-Held-pw-123" not in str(settings.describe())
+
+
+def test_databricks_apps_trusts_private_peers_and_can_act_for_users() -> None:
+    settings = load_settings(
+        {
+            "DATABRICKS_APP_NAME": "mlflow",
+            "MLFLOW_APP_AUTH": "DATABRICKS-APPS",
+            "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER": "true",
+        }
+    )
+    assert settings.access.mode == "databricks-apps"
+    assert settings.access.identity_header == "X-Forwarded-Email"
+    assert settings.access.on_behalf_of_user
+    assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.access.trusted_proxies)
