@@ -2,7 +2,8 @@
 
 `check` runs the startup self-check and prints its table; `config` prints the effective
 settings (credentials masked) or, with `--table`, every setting with its default;
-`db upgrade` creates or migrates the database schema and `db check` verifies it.
+`db upgrade` creates or migrates the database schema and `db check` verifies it;
+`setup databricks`, `deploy` and `doctor` set up, ship and diagnose the Databricks app.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mlflow_app.config import ConfigError, load_settings, settings_table
+from mlflow_app.setup_databricks import STATE_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("upgrade", "check"),
         help="upgrade: create or migrate the schema; check: verify it",
     )
+    _databricks_commands(commands)
     args = parser.parse_args(argv)
 
+    if args.command in ("setup", "deploy", "doctor"):
+        return _databricks(args)
     if args.command == "config" and args.table:
         print(settings_table())
         return 0
@@ -86,6 +92,163 @@ def _check(settings, as_json: bool) -> int:
     else:
         print(render_table(results), end="")
     return 0 if all(r.ok for r in results) else 1
+
+
+def _databricks_commands(commands: argparse._SubParsersAction) -> None:
+    setup = commands.add_parser("setup", help="create and verify the workspace resources")
+    setup.add_argument("platform", choices=("databricks",))
+    setup.add_argument("--catalog", help="Unity Catalog catalog (created if missing)")
+    setup.add_argument("--schema", default=None, help="schema for models and the volume (mlflow)")
+    setup.add_argument("--volume", default=None, help="volume for artifacts (artifacts)")
+    setup.add_argument("--app", default=None, help="Databricks app name (mlflow)")
+    setup.add_argument("--dry-run", action="store_true", help="print every action, change nothing")
+    setup.add_argument("--resume", action="store_true", help="continue a setup that stopped")
+    setup.add_argument("--status", action="store_true", help="print the setup's progress")
+    setup.add_argument("--reset", action="store_true", help="forget the setup's progress")
+    deploy = commands.add_parser("deploy", help="upload, deploy and validate the Databricks app")
+    deploy.add_argument("--timeout", type=float, default=900, help="seconds to wait for it")
+    doctor = commands.add_parser("doctor", help="find what is wrong and print the fix")
+    doctor.add_argument("--app", help="diagnose this deployed Databricks app (else: locally)")
+    for command in (setup, deploy, doctor):
+        command.add_argument("--profile", help="Databricks CLI profile (~/.databrickscfg)")
+        command.add_argument(
+            "--state-file", type=Path, default=STATE_FILE, help=f"default {STATE_FILE}"
+        )
+
+
+def _databricks(args: argparse.Namespace) -> int:
+    from mlflow_app.setup_databricks import SetupFailed
+
+    try:
+        if args.command == "setup":
+            return _setup(args)
+        if args.command == "deploy":
+            return _deploy(args)
+        return _doctor(args)
+    except SetupFailed as error:
+        print(f"mlflow-app: {error}", file=sys.stderr)
+        return 2
+
+
+def _workspace(profile: str | None):  # -> databricks.sdk.WorkspaceClient
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+
+    # A bounded retry budget: an unreachable host fails in seconds, not the SDK's 5 minutes.
+    return WorkspaceClient(
+        config=Config(profile=profile, retry_timeout_seconds=20, http_timeout_seconds=20)
+    )
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from mlflow_app.setup_databricks import State, print_status, setup, undo_commands
+
+    state = State.load(args.state_file)
+    if args.status:
+        return print_status(state, args.state_file)
+    if args.reset:
+        for command in undo_commands(state) if state else []:
+            print(f"created by the forgotten setup; to remove it: {command}")
+        args.state_file.unlink(missing_ok=True)
+        print(f"forgot the setup's progress ({args.state_file})")
+        return 0
+    if state and state.failed and not args.resume:
+        print(
+            f"mlflow-app: a setup stopped at step {state.failed['step']}; "
+            "run with --resume to continue it, or --reset to start over",
+            file=sys.stderr,
+        )
+        return 2
+    if args.resume and state is None:
+        print(f"mlflow-app: nothing to resume ({args.state_file} does not exist)", file=sys.stderr)
+        return 2
+    client = _workspace(args.profile)
+    if not args.resume or state is None:
+        state = State(target=_target(args, client))
+    return setup(client, state, args.state_file, args.dry_run, sys.stdout)
+
+
+def _target(args: argparse.Namespace, client):  # -> Target
+    from mlflow_app.setup_databricks import SetupFailed, Target
+
+    values = {"schema": args.schema, "volume": args.volume, "app": args.app}
+    defaults = {"schema": "mlflow", "volume": "artifacts", "app": "mlflow"}
+    catalog = args.catalog
+    if catalog is None:
+        choices = _discover_catalogs(client)
+        if not sys.stdin.isatty():
+            raise SetupFailed(
+                "--catalog is required; catalogs you can use: " + (", ".join(choices) or "none")
+            )
+        catalog = _ask("catalog", choices[0] if choices else "main", choices)
+    for key, value in values.items():
+        if value is None:
+            values[key] = _ask(key, defaults[key]) if sys.stdin.isatty() else defaults[key]
+    return Target(catalog=catalog, **values)
+
+
+def _discover_catalogs(client) -> list[str]:
+    try:
+        return [c.name for c in client.catalogs.list() if c.name]
+    except Exception:  # discovery is a convenience; the setup steps report real errors
+        return []
+
+
+def _ask(what: str, default: str, choices: list[str] | None = None) -> str:
+    hint = f" ({', '.join(choices)})" if choices else ""
+    answer = input(f"{what}{hint} [{default}]: ").strip()
+    return answer or default
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from mlflow_app.deploy import (
+        DeployFailed,
+        deploy_and_wait,
+        deployable_files,
+        readiness,
+        report_readiness,
+        upload,
+    )
+    from mlflow_app.setup_databricks import State
+
+    state = State.load(args.state_file)
+    if state is None or "settings" not in state.done:
+        print("mlflow-app: run mlflow-app setup databricks first", file=sys.stderr)
+        return 2
+    root = Path.cwd()
+    try:
+        files = deployable_files(root)
+        client = _workspace(args.profile)
+        upload(client, root, files, state.target.source_path, sys.stdout)
+        deploy_and_wait(
+            client,
+            state.target.app,
+            state.target.source_path,
+            sys.stdout,
+            timeout_seconds=args.timeout,
+        )
+    except DeployFailed as error:
+        print(f"mlflow-app: {error}", file=sys.stderr)
+        return 1
+    url = client.apps.get(state.target.app).url
+    status, report = readiness(client, url)
+    print(f"validating {url}/readyz:")
+    healthy = report_readiness(status, report, sys.stdout)
+    print("deployed and ready" if healthy else "deployed, but not ready: see the fixes above")
+    return 0 if healthy else 1
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from mlflow_app.doctor import diagnose_app, print_findings
+
+    if args.app:
+        return print_findings(diagnose_app(_workspace(args.profile), args.app), sys.stdout)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"PROBLEM  settings           {error}")
+        return 1
+    return _check(settings, as_json=False)
 
 
 if __name__ == "__main__":

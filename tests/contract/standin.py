@@ -35,6 +35,8 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
 
+from tests.contract.standin_platform import Platform
+
 _ARTIFACT_LOCATION_SCHEMES = ("dbfs:/", "s3://", "s3a://", "abfss://", "gs://", "wasbs://")
 
 
@@ -45,6 +47,7 @@ class Fault:
     times: int
     retry_after: int | None = None
     delay: float = 0.0
+    method: str | None = None  # only requests with this method, when set
 
 
 @dataclass
@@ -82,9 +85,10 @@ def api_error(status: int, error_code: str, message: str, **headers: str) -> Res
 class Workspace:
     """The WSGI app: control plane, OAuth, then authenticated /api/ routes."""
 
-    def __init__(self, state: State, mlflow_app) -> None:
+    def __init__(self, state: State, mlflow_app, platform: Platform) -> None:
         self.state = state
         self.mlflow_app = mlflow_app
+        self.platform = platform
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -122,7 +126,7 @@ class Workspace:
                 {"principal": principal, "method": request.method, "path": path}
             )
             del self.state.calls[:-500]
-        if (fault := self.take_fault(path)) is not None:
+        if (fault := self.take_fault(path, request.method)) is not None:
             return fault(environ, start_response)
         for prefix in self.state.denied.get(principal, ()):
             if path.startswith(prefix):
@@ -151,6 +155,10 @@ class Workspace:
             environ["wsgi.input"] = io.BytesIO(body)  # MLflow's app reads the body again
             if refused := self.refuse_artifact_location(body):
                 return refused(environ, start_response)
+        with self.state.lock:
+            answered = self.platform.handle(request, principal, request.host_url.rstrip("/"))
+        if answered is not None:
+            return answered(environ, start_response)
         if path.startswith(("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")):
             return self.mlflow_app(environ, start_response)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {path}'")(
@@ -174,6 +182,8 @@ class Workspace:
                 )
             if request.path == "/_standin/calls":
                 return json_response({"calls": state.calls})
+            if request.path == "/_standin/platform":
+                return json_response(self.platform_state())
             if request.path == "/_standin/reset":
                 state.token_requests = state.api_requests = 0
                 state.calls.clear()
@@ -187,15 +197,40 @@ class Workspace:
                 state.denied.setdefault(body["principal"], set()).add(body["prefix"])
             elif request.path == "/_standin/down":
                 state.down = bool(body.get("down", True))
+            elif request.path == "/_standin/app-url":
+                self.platform.app_urls[body["name"]] = body["url"]
+                if body["name"] in self.platform.apps:
+                    self.platform.apps[body["name"]]["url"] = body["url"]
             elif request.path == "/_standin/expire-tokens":
                 state.tokens = {t: (p, 0.0) for t, (p, _) in state.tokens.items()}
             else:
                 return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
         return json_response({})
 
-    def take_fault(self, path: str) -> Response | None:
+    def platform_state(self) -> dict:
+        platform = self.platform
+        return {
+            "catalogs": sorted(platform.catalogs),
+            "schemas": sorted(platform.schemas),
+            "volumes": sorted(platform.volume_infos),
+            "apps": platform.apps,
+            "grants": {
+                f"{kind}:{name}": {who: sorted(p) for who, p in held.items()}
+                for (kind, name), held in platform.grants.items()
+            },
+            "workspace_files": sorted(platform.workspace_files),
+        }
+
+    def take_fault(self, path: str, method: str) -> Response | None:
         with self.state.lock:
-            fault = next((f for f in self.state.faults if path.startswith(f.prefix)), None)
+            fault = next(
+                (
+                    f
+                    for f in self.state.faults
+                    if path.startswith(f.prefix) and f.method in (None, method)
+                ),
+                None,
+            )
             if fault is None:
                 return None
             fault.times -= 1
@@ -552,7 +587,9 @@ def build(args: argparse.Namespace) -> Workspace:
         volumes=[v.rstrip("/") for v in args.volume],
         root=root,
     )
-    return Workspace(state, mlflow_app)
+    platform = Platform(root=root, volumes=state.volumes)
+    platform.seed()
+    return Workspace(state, mlflow_app, platform)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

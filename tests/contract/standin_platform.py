@@ -1,0 +1,374 @@
+"""The stand-in workspace's platform APIs, for `mlflow-app setup`, `deploy` and `doctor`.
+
+Built from the public REST reference: Unity Catalog catalogs, schemas and volumes
+(`/api/2.1/unity-catalog/...`), grants and effective permissions, Databricks Apps
+(`/api/2.0/apps`: create, get, update, deployments) and workspace files
+(`/api/2.0/workspace/{mkdirs,import,get-status,delete}`). Every securable records its owner;
+the caller owns what it creates and the app's service principal holds only what is granted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def api_error(status: int, error_code: str, message: str) -> Response:
+    return json_response({"error_code": error_code, "message": message}, status)
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_APP_NAME = re.compile(r"[a-z0-9-]{2,30}")
+
+
+@dataclass
+class Platform:
+    root: Path
+    volumes: list[str]  # shared with the Files API: /Volumes/c/s/v
+    catalogs: dict[str, dict] = field(default_factory=dict)
+    schemas: dict[str, dict] = field(default_factory=dict)
+    volume_infos: dict[str, dict] = field(default_factory=dict)
+    grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
+    apps: dict[str, dict] = field(default_factory=dict)
+    deployments: dict[str, dict] = field(default_factory=dict)
+    app_urls: dict[str, str] = field(default_factory=dict)
+    workspace_files: dict[str, bytes] = field(default_factory=dict)
+    workspace_dirs: set[str] = field(default_factory=lambda: {"/", "/Workspace", "/Users"})
+
+    def seed(self) -> None:
+        """What a new workspace has: the `main` catalog, its `default` schema and the volumes
+        given on the command line, owned by the metastore admin."""
+        self.catalogs["main"] = {"name": "main", "owner": "metastore-admin"}
+        self.schemas["main.default"] = {
+            "name": "default",
+            "catalog_name": "main",
+            "full_name": "main.default",
+            "owner": "metastore-admin",
+        }
+        for volume in self.volumes:
+            catalog, schema, name = volume.split("/")[2:5]
+            self.catalogs.setdefault(catalog, {"name": catalog, "owner": "metastore-admin"})
+            self.schemas.setdefault(
+                f"{catalog}.{schema}",
+                {
+                    "name": schema,
+                    "catalog_name": catalog,
+                    "full_name": f"{catalog}.{schema}",
+                    "owner": "metastore-admin",
+                },
+            )
+            self.volume_infos[f"{catalog}.{schema}.{name}"] = self.volume_info(
+                catalog, schema, name, "metastore-admin"
+            )
+
+    @staticmethod
+    def volume_info(catalog: str, schema: str, name: str, owner: str) -> dict:
+        return {
+            "catalog_name": catalog,
+            "schema_name": schema,
+            "name": name,
+            "full_name": f"{catalog}.{schema}.{name}",
+            "volume_type": "MANAGED",
+            "owner": owner,
+            "storage_location": f"s3://standin/{catalog}/{schema}/{name}",
+        }
+
+    # --- dispatch ---------------------------------------------------------------------------
+    def handle(self, request: Request, principal: str, base_url: str) -> Response | None:
+        path = request.path
+        if path.startswith("/api/2.1/unity-catalog/"):
+            return self.unity_catalog(request, principal, path[len("/api/2.1/unity-catalog/") :])
+        if path == "/api/2.0/apps" or path.startswith("/api/2.0/apps/"):
+            return self.app_call(request, principal, path[len("/api/2.0/apps") :], base_url)
+        if path.startswith("/api/2.0/workspace/"):
+            return self.workspace(request, path[len("/api/2.0/workspace/") :])
+        return None
+
+    # --- Unity Catalog ----------------------------------------------------------------------
+    def unity_catalog(self, request: Request, principal: str, rest: str) -> Response:
+        body = request.get_json(silent=True) or {}
+        kind, _, name = rest.partition("/")
+        if kind == "catalogs":
+            return self.securables(request, principal, self.catalogs, name, body, "catalog")
+        if kind == "schemas":
+            return self.securables(request, principal, self.schemas, name, body, "schema")
+        if kind == "volumes":
+            return self.securables(request, principal, self.volume_infos, name, body, "volume")
+        if kind == "permissions":
+            return self.permissions(request, name)
+        if kind == "effective-permissions":
+            return self.effective(request, name)
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.path}'")
+
+    def securables(
+        self, request: Request, principal: str, table: dict, name: str, body: dict, kind: str
+    ) -> Response:
+        if request.method == "GET" and not name:
+            listed = [v for v in table.values() if self.listed(v, request.args, kind)]
+            key = {"catalog": "catalogs", "schema": "schemas", "volume": "volumes"}[kind]
+            return json_response({key: sorted(listed, key=lambda v: v.get("full_name", v["name"]))})
+        if request.method == "POST" and not name:
+            return self.create_securable(principal, table, body, kind)
+        if name not in table:
+            code = {"catalog": "CATALOG_DOES_NOT_EXIST", "schema": "SCHEMA_DOES_NOT_EXIST"}
+            return api_error(
+                404, code.get(kind, "NOT_FOUND"), f"{kind.title()} '{name}' does not exist."
+            )
+        if request.method == "GET":
+            return json_response(table[name])
+        if request.method == "DELETE":
+            del table[name]
+            if kind == "volume":
+                self.volumes.remove("/Volumes/" + name.replace(".", "/"))
+            return json_response({})
+        return api_error(405, "METHOD_NOT_ALLOWED", request.method)
+
+    @staticmethod
+    def listed(item: dict, args: Any, kind: str) -> bool:
+        if kind == "schema":
+            return item["catalog_name"] == args.get("catalog_name")
+        if kind == "volume":
+            return (item["catalog_name"], item["schema_name"]) == (
+                args.get("catalog_name"),
+                args.get("schema_name"),
+            )
+        return True
+
+    def create_securable(self, principal: str, table: dict, body: dict, kind: str) -> Response:
+        name = body.get("name", "")
+        if not _NAME.fullmatch(name):
+            return api_error(400, "INVALID_PARAMETER_VALUE", f"Invalid {kind} name '{name}'.")
+        if kind == "catalog":
+            full = name
+            item = {"name": name, "owner": principal}
+        elif kind == "schema":
+            if body.get("catalog_name") not in self.catalogs:
+                return api_error(
+                    404,
+                    "CATALOG_DOES_NOT_EXIST",
+                    f"Catalog '{body.get('catalog_name')}' does not exist.",
+                )
+            full = f"{body['catalog_name']}.{name}"
+            item = {
+                "name": name,
+                "catalog_name": body["catalog_name"],
+                "full_name": full,
+                "owner": principal,
+            }
+        else:
+            parent = f"{body.get('catalog_name')}.{body.get('schema_name')}"
+            if parent not in self.schemas:
+                return api_error(404, "SCHEMA_DOES_NOT_EXIST", f"Schema '{parent}' does not exist.")
+            if body.get("volume_type") not in ("MANAGED", "EXTERNAL"):
+                return api_error(
+                    400, "INVALID_PARAMETER_VALUE", "volume_type must be MANAGED or EXTERNAL."
+                )
+            full = f"{parent}.{name}"
+            item = self.volume_info(body["catalog_name"], body["schema_name"], name, principal)
+        if full in table:
+            return api_error(
+                409, f"{kind.upper()}_ALREADY_EXISTS", f"{kind.title()} '{full}' already exists."
+            )
+        table[full] = item
+        if kind == "volume":
+            self.volumes.append("/Volumes/" + full.replace(".", "/"))
+            (self.root / "volumes" / "Volumes" / full.replace(".", "/")).mkdir(
+                parents=True, exist_ok=True
+            )
+        return json_response(item)
+
+    def permissions(self, request: Request, rest: str) -> Response:
+        kind, _, full_name = rest.partition("/")
+        held = self.grants.setdefault((kind.lower(), full_name), {})
+        if request.method == "PATCH":
+            for change in (request.get_json(silent=True) or {}).get("changes", []):
+                privileges = held.setdefault(change["principal"], set())
+                privileges |= set(change.get("add", []))
+                privileges -= set(change.get("remove", []))
+        assignments = [
+            {"principal": p, "privileges": sorted(privs)} for p, privs in sorted(held.items())
+        ]
+        return json_response({"privilege_assignments": assignments})
+
+    def effective(self, request: Request, rest: str) -> Response:
+        kind, _, full_name = rest.partition("/")
+        principal = request.args.get("principal")
+        found: dict[str, list[dict]] = {}
+        parts = full_name.split(".")
+        # Privileges are inherited from the catalog and schema above a securable.
+        for depth, parent_kind in enumerate(("catalog", "schema", kind.lower())[: len(parts)]):
+            parent = ".".join(parts[: depth + 1])
+            for who, privs in self.grants.get((parent_kind, parent), {}).items():
+                if principal and who != principal:
+                    continue
+                found.setdefault(who, []).extend(
+                    {"privilege": p, "inherited_from_name": parent if parent != full_name else None}
+                    for p in sorted(privs)
+                )
+        return json_response(
+            {"privilege_assignments": [{"principal": w, "privileges": p} for w, p in found.items()]}
+        )
+
+    # --- Apps --------------------------------------------------------------------------------
+    def app_call(self, request: Request, principal: str, rest: str, base_url: str) -> Response:
+        body = request.get_json(silent=True) or {}
+        if rest == "" and request.method == "POST":
+            return self.create_app(body, principal, base_url)
+        if rest == "" and request.method == "GET":
+            return json_response({"apps": list(self.apps.values())})
+        name, _, sub = rest.lstrip("/").partition("/")
+        app = self.apps.get(name)
+        if app is None:
+            return api_error(
+                404, "RESOURCE_DOES_NOT_EXIST", f"App with name {name} does not exist."
+            )
+        if sub == "" and request.method == "GET":
+            return json_response(app)
+        if sub == "" and request.method == "PATCH":
+            for key in ("description", "resources", "user_api_scopes"):
+                if key in body:
+                    app[key] = body[key]
+            self.grant_resources(app)
+            return json_response(app)
+        if sub == "deployments" and request.method == "POST":
+            return self.deploy(app, body)
+        if sub.startswith("deployments/") and request.method == "GET":
+            deployment = self.deployments.get(sub.split("/", 1)[1])
+            if deployment is None:
+                return api_error(404, "RESOURCE_DOES_NOT_EXIST", "No such deployment.")
+            self.advance(app, deployment)
+            return json_response(deployment)
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
+
+    def create_app(self, body: dict, principal: str, base_url: str) -> Response:
+        name = body.get("name", "")
+        if not _APP_NAME.fullmatch(name):
+            return api_error(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "App name must contain only lowercase alphanumeric characters and hyphens, "
+                "and be between 2 and 30 characters long.",
+            )
+        if name in self.apps:
+            return api_error(
+                409, "RESOURCE_ALREADY_EXISTS", f"An app with name {name} already exists."
+            )
+        app = {
+            "name": name,
+            "description": body.get("description", ""),
+            "resources": body.get("resources", []),
+            "service_principal_client_id": f"sp-{name}-0000",
+            "service_principal_name": f"app-{name}",
+            "url": self.app_urls.get(name, f"{base_url}/_standin/apps/{name}"),
+            "compute_status": {"state": "ACTIVE"},
+            "app_status": {"state": "UNAVAILABLE", "message": "App has not been deployed yet."},
+            "creator": principal,
+            "create_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.apps[name] = app
+        self.grant_resources(app)
+        return json_response(app)
+
+    def grant_resources(self, app: dict) -> None:
+        """Binding a UC securable grants the app's principal its privilege and the USE ones."""
+        sp = app["service_principal_client_id"]
+        for resource in app.get("resources", []):
+            securable = resource.get("uc_securable")
+            if not securable or securable.get("securable_type") != "VOLUME":
+                continue
+            full = securable["securable_full_name"]
+            catalog, schema, _ = full.split(".")
+            self.grants.setdefault(("catalog", catalog), {}).setdefault(sp, set()).add(
+                "USE_CATALOG"
+            )
+            self.grants.setdefault(("schema", f"{catalog}.{schema}"), {}).setdefault(sp, set()).add(
+                "USE_SCHEMA"
+            )
+            privileges = {"READ_VOLUME"} | (
+                {"WRITE_VOLUME"} if securable["permission"] == "WRITE_VOLUME" else set()
+            )
+            self.grants.setdefault(("volume", full), {}).setdefault(sp, set()).update(privileges)
+
+    def deploy(self, app: dict, body: dict) -> Response:
+        source = body.get("source_code_path", "")
+        deployment_id = f"dep{len(self.deployments) + 1:04d}"
+        deployment = {
+            "deployment_id": deployment_id,
+            "source_code_path": source,
+            "mode": body.get("mode", "SNAPSHOT"),
+            "status": {
+                "state": "IN_PROGRESS",
+                "message": "Preparing source code for new app deployment.",
+            },
+            "polls": 0,
+        }
+        self.deployments[deployment_id] = deployment
+        app["pending_deployment"] = deployment
+        return json_response(deployment)
+
+    def advance(self, app: dict, deployment: dict) -> None:
+        """A deployment takes two polls; it fails, as the platform does, without app.yaml."""
+        if deployment["status"]["state"] != "IN_PROGRESS":
+            return
+        deployment["polls"] += 1
+        if deployment["polls"] < 2:
+            deployment["status"]["message"] = "Installing packages from requirements.txt."
+            return
+        if f"{deployment['source_code_path'].rstrip('/')}/app.yaml" not in self.workspace_files:
+            deployment["status"] = {
+                "state": "FAILED",
+                "message": "app.yaml not found in source code path.",
+            }
+            return
+        deployment["status"] = {"state": "SUCCEEDED", "message": "App started successfully"}
+        app["active_deployment"] = deployment
+        app.pop("pending_deployment", None)
+        app["app_status"] = {"state": "RUNNING", "message": "App is running"}
+
+    # --- workspace files --------------------------------------------------------------------
+    def workspace(self, request: Request, action: str) -> Response:
+        if action == "mkdirs" and request.method == "POST":
+            path = (request.get_json(silent=True) or {}).get("path", "")
+            parts = path.rstrip("/").split("/")
+            for depth in range(1, len(parts) + 1):
+                self.workspace_dirs.add("/".join(parts[:depth]) or "/")
+            return json_response({})
+        if action == "import" and request.method == "POST":
+            path = request.form.get("path") or (request.get_json(silent=True) or {}).get("path", "")
+            upload = request.files.get("content")
+            content = (
+                upload.read()
+                if upload
+                else base64.b64decode((request.get_json(silent=True) or {}).get("content", ""))
+            )
+            parent = path.rsplit("/", 1)[0]
+            if parent not in self.workspace_dirs:
+                return api_error(
+                    404, "RESOURCE_DOES_NOT_EXIST", f"The parent folder ({parent}) does not exist."
+                )
+            overwrite = (request.form.get("overwrite") or "false").lower() == "true"
+            if path in self.workspace_files and not overwrite:
+                return api_error(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists.")
+            self.workspace_files[path] = content
+            return json_response({})
+        if action == "get-status" and request.method == "GET":
+            path = request.args.get("path", "")
+            if path in self.workspace_files:
+                return json_response(
+                    {"path": path, "object_type": "FILE", "size": len(self.workspace_files[path])}
+                )
+            if path in self.workspace_dirs:
+                return json_response({"path": path, "object_type": "DIRECTORY"})
+            return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
+        return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
