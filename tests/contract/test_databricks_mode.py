@@ -27,7 +27,10 @@ def test_tracking_goes_to_the_workspace_as_the_service_principal(run_server, sta
     ready = requests.get(f"{server.url}/readyz", timeout=30).json()
     checks = {c["name"]: c for c in ready["checks"]}
     assert checks["credentials"]["reason"] == f"authenticated as {CLIENT_ID}"
-    assert {c["status"] for c in ready["checks"]} == {"ok"}
+    # No volume is set here, so the artifact check warns how to set one; the rest pass.
+    assert {c["name"]: c["status"] for c in ready["checks"] if c["status"] != "ok"} == {
+        "artifact_store": "warning"
+    }
 
 
 def test_one_token_per_lifetime_and_pooled_connections(run_server, standin: StandIn) -> None:
