@@ -136,7 +136,7 @@ def _workspace(profile: str | None):  # -> databricks.sdk.WorkspaceClient
 
     # A bounded retry budget: an unreachable host fails in seconds, not the SDK's 5 minutes.
     return WorkspaceClient(
-        config=Config(profile=profile, retry_timeout_seconds=20, http_timeout_seconds=20)
+        config=Config(profile=profile, retry_timeout_seconds=15, http_timeout_seconds=15)
     )
 
 

@@ -85,7 +85,7 @@ def setup(client: Any, state: State, state_path: Path, dry_run: bool, out: TextI
     run = Run(client, state, dry_run, out)
     for name, step in STEPS:
         if name in state.done:
-            run.say(f"[done]    {name}")
+            run.say(f"{'[done]':10}{name}")
             continue
         try:
             outcome = step(run)
@@ -93,7 +93,7 @@ def setup(client: Any, state: State, state_path: Path, dry_run: bool, out: TextI
             return _stop(run, state_path, name, str(failure))
         except Exception as error:  # an SDK or network error: explained, never a traceback
             return _stop(run, state_path, name, explain(error, run, name))
-        run.say(f"[{'plan' if dry_run else 'ok'}]{' ' * (5 if dry_run else 7)}{name}: {outcome}")
+        run.say(f"{'[plan]' if dry_run else '[ok]':10}{name}: {outcome}")
         if not dry_run:
             state.done.append(name)
             state.failed = {}
@@ -106,7 +106,7 @@ def setup(client: Any, state: State, state_path: Path, dry_run: bool, out: TextI
 
 
 def _stop(run: Run, state_path: Path, step: str, reason: str) -> int:
-    run.say(f"[FAILED]  {step}: {reason}")
+    run.say(f"{'[FAILED]':10}{step}: {reason}")
     if run.dry_run:
         return 1
     run.state.failed = {"step": step, "reason": reason}
@@ -241,7 +241,7 @@ def step_app_grants(run: Run) -> str:
     if not missing:
         return f"{principal} already has USE CATALOG, USE SCHEMA and CREATE MODEL"
     described = "; ".join(
-        f"{', '.join(sorted(p.value for p in privs))} on {kind} {name}"
+        f"{', '.join(sorted(p.value.replace('_', ' ') for p in privs))} on {kind} {name}"
         for (kind, name), privs in missing.items()
     )
     if run.dry_run:
@@ -294,6 +294,7 @@ def explain(error: Exception, run: Run, step: str) -> str:
 
     caller = run.state.facts.get("caller", "you")
     first_line = (str(error).strip().splitlines() or [""])[0].split(" Config: host=")[0]
+    first_line = first_line.rstrip(". ")
     if isinstance(error, (PermissionDenied, Unauthenticated)):
         grant = GRANTS.get(step, "the permission this step needs").format(**asdict(run.target))
         return f"refused for {caller}: {first_line}. Needs: {grant}"

@@ -241,9 +241,11 @@ class Workspace:
         if fault.status == 200:
             return None
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-        code = {429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE"}.get(
-            fault.status, "INTERNAL_ERROR"
-        )
+        code = {
+            403: "PERMISSION_DENIED",
+            429: "REQUEST_LIMIT_EXCEEDED",
+            503: "TEMPORARILY_UNAVAILABLE",
+        }.get(fault.status, "INTERNAL_ERROR")
         return api_error(fault.status, code, f"Injected {fault.status} for {path}", **headers)
 
     # --- OAuth ---------------------------------------------------------------------------------
