@@ -141,6 +141,41 @@ def test_basic_permission_matrix(basic_server: Server) -> None:
     )
 
 
+def test_basic_registered_model_permissions(basic_server: Server) -> None:
+    server = basic_server
+    for user, password in (ALICE, BOB):
+        ok(
+            call(
+                server,
+                "POST",
+                f"{API}/users/create",
+                ADMIN,
+                json={"username": user, "password": password},
+            )
+        )
+    ok(call(server, "POST", f"{API}/registered-models/create", ALICE, json={"name": "churn"}))
+    read = ("GET", f"{API}/registered-models/get", {"params": {"name": "churn"}})
+    read_ui = ("GET", "/ajax-api/2.0/mlflow/registered-models/get", {"params": {"name": "churn"}})
+    edit = (
+        "PATCH",
+        f"{API}/registered-models/update",
+        {"json": {"name": "churn", "description": "by bob"}},
+    )
+
+    def status(auth, action) -> int:
+        method, path, kwargs = action
+        return call(server, method, path, auth, **kwargs).status_code
+
+    assert [status(BOB, a) for a in (read, read_ui, edit)] == [403, 403, 403]
+    grant = {"username": "bob", "resource_type": "registered_model", "resource_id": "churn"}
+    ok(call(server, "POST", GRANT, ALICE, json={**grant, "permission": "READ"}))
+    assert [status(BOB, a) for a in (read, read_ui, edit)] == [200, 200, 403]
+    ok(call(server, "POST", GRANT.replace("grant", "revoke"), ALICE, json=grant))
+    ok(call(server, "POST", GRANT, ALICE, json={**grant, "permission": "EDIT"}))
+    assert status(BOB, edit) == 200
+    assert [status(None, a) for a in (read, read_ui, edit)] == [401, 401, 401]
+
+
 def test_no_route_bypasses_basic_auth(basic_server: Server) -> None:
     server = basic_server
     paths = [
