@@ -77,6 +77,13 @@ def assert_mlflow_denial(response: requests.Response, status: int) -> None:
     assert response.json()["error_code"] == expected
 
 
+def create_alice_and_bob(server: Server) -> None:
+    """Users the admin creates through MLflow's user API."""
+    for user, password in (ALICE, BOB):
+        body = {"username": user, "password": password}
+        ok(call(server, "POST", f"{API}/users/create", ADMIN, json=body))
+
+
 @pytest.fixture
 def basic_server(run_server) -> Server:
     return run_server(
@@ -88,16 +95,7 @@ def basic_server(run_server) -> Server:
 
 def test_basic_permission_matrix(basic_server: Server) -> None:
     server = basic_server
-    for user, password in (ALICE, BOB):
-        ok(
-            call(
-                server,
-                "POST",
-                f"{API}/users/create",
-                ADMIN,
-                json={"username": user, "password": password},
-            )
-        )
+    create_alice_and_bob(server)
     experiment_id = ok(
         call(server, "POST", f"{API}/experiments/create", ALICE, json={"name": "alice-exp"})
     ).json()["experiment_id"]
@@ -143,16 +141,7 @@ def test_basic_permission_matrix(basic_server: Server) -> None:
 
 def test_basic_registered_model_permissions(basic_server: Server) -> None:
     server = basic_server
-    for user, password in (ALICE, BOB):
-        ok(
-            call(
-                server,
-                "POST",
-                f"{API}/users/create",
-                ADMIN,
-                json={"username": user, "password": password},
-            )
-        )
+    create_alice_and_bob(server)
     ok(call(server, "POST", f"{API}/registered-models/create", ALICE, json={"name": "churn"}))
     read = ("GET", f"{API}/registered-models/get", {"params": {"name": "churn"}})
     read_ui = ("GET", "/ajax-api/2.0/mlflow/registered-models/get", {"params": {"name": "churn"}})
