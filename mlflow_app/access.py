@@ -90,6 +90,7 @@ class AccessControl:
     ) -> None:
         self.app = app
         self.access = access
+        self.identity_key = "HTTP_" + access.identity_header.upper().replace("-", "_")
         self.open_paths = frozenset(open_paths)  # health: platform probes carry no identity
         self.own_paths = frozenset(own_paths)  # served outside MLflow (metrics)
         self.passwords = _PasswordCache()
@@ -117,7 +118,7 @@ class AccessControl:
                 return self.check_password(environ)
             return None  # MLflow's auth app authenticates everything else
         header = self.access.identity_header
-        identity = environ.get("HTTP_" + header.upper().replace("-", "_"), "").strip()
+        identity = environ.get(self.identity_key, "").strip()
         if not identity:
             return 401, "no_identity", f"No {header} header: sign in through the proxy."
         if not self.trusted_peer(environ.get("REMOTE_ADDR", "")):

@@ -248,10 +248,14 @@ def _missing_driver(error: object) -> str:
 
 
 def describe_error(error: object) -> str:
+    return f"{type(error).__name__}: {error_line(error)}"[:300]
+
+
+def error_line(error: object) -> str:
+    """The first line of an error's message."""
     text = str(error).strip().splitlines()
     # databricks-sdk appends its whole client configuration to every error message.
-    line = text[0].split(" Config: host=")[0] if text else ""
-    return f"{type(error).__name__}: {line}"[:300]
+    return text[0].split(" Config: host=")[0] if text else ""
 
 
 def _tracking_store_answers() -> str:

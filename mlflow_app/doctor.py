@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mlflow_app.deploy import readiness
-from mlflow_app.setup_databricks import VOLUME_RESOURCE_KEY
+from mlflow_app.setup_databricks import VOLUME_RESOURCE_KEY, missing_privileges
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,7 @@ def _volume_and_grants(client: Any, app: Any) -> list[Finding]:
     }
     findings = []
     for (kind, name), privileges in needed.items():
-        held = _held(client, kind, name, principal)
-        missing = sorted(privileges - held) if "ALL_PRIVILEGES" not in held else []
+        missing = missing_privileges(client, kind, name, principal, privileges)
         findings.append(
             Finding(
                 f"grants on {kind}",
@@ -90,16 +89,6 @@ def _volume_and_grants(client: Any, app: Any) -> list[Finding]:
             )
         )
     return findings
-
-
-def _held(client: Any, kind: str, name: str, principal: str) -> set[str]:
-    found = client.grants.get_effective(kind, name, principal=principal)
-    return {
-        p.privilege.value
-        for a in found.privilege_assignments or []
-        for p in a.privileges or []
-        if p.privilege is not None
-    }
 
 
 def _ready(client: Any, url: str) -> Finding:

@@ -208,8 +208,7 @@ def step_app(run: Run) -> str:
                 f"would create app {name} with {run.target.volume_full_name} bound as `artifacts`"
             )
         app = run.client.apps.create(
-            App(name=name, description="MLflow tracking server (mlflow-app)", resources=[resource]),
-            no_compute=False,
+            App(name=name, description="MLflow tracking server (mlflow-app)", resources=[resource])
         ).response
         run.created("app", name)
         verb = "created"
@@ -233,22 +232,26 @@ def step_app_grants(run: Run) -> str:
     principal = run.state.facts.get("app_principal") or "<the app's service principal>"
     catalog, schema = run.target.catalog, f"{run.target.catalog}.{run.target.schema}"
     wanted = {
-        ("catalog", catalog): {Privilege.USE_CATALOG},
-        ("schema", schema): {Privilege.USE_SCHEMA, Privilege.CREATE_MODEL},
+        ("catalog", catalog): {"USE_CATALOG"},
+        ("schema", schema): {"USE_SCHEMA", "CREATE_MODEL"},
     }
-    missing = {key: privs - _effective(run, *key, principal) for key, privs in wanted.items()}
-    missing = {key: privs for key, privs in missing.items() if privs}
+    missing = {}
+    for (kind, name), privileges in wanted.items():
+        if lacking := missing_privileges(run.client, kind, name, principal, privileges):
+            missing[kind, name] = lacking
     if not missing:
         return f"{principal} already has USE CATALOG, USE SCHEMA and CREATE MODEL"
     described = "; ".join(
-        f"{', '.join(sorted(p.value.replace('_', ' ') for p in privs))} on {kind} {name}"
+        f"{', '.join(p.replace('_', ' ') for p in privs)} on {kind} {name}"
         for (kind, name), privs in missing.items()
     )
     if run.dry_run:
         return f"would grant {principal}: {described}"
     for (kind, name), privs in missing.items():
         run.client.grants.update(
-            kind, name, changes=[PermissionsChange(principal=principal, add=sorted(privs))]
+            kind,
+            name,
+            changes=[PermissionsChange(principal=principal, add=[Privilege(p) for p in privs])],
         )
     return f"granted {principal}: {described}"
 
@@ -292,9 +295,10 @@ def explain(error: Exception, run: Run, step: str) -> str:
     """One line: what was refused or unreachable, and what to do."""
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
 
+    from mlflow_app.checks import error_line
+
     caller = run.state.facts.get("caller", "you")
-    first_line = (str(error).strip().splitlines() or [""])[0].split(" Config: host=")[0]
-    first_line = first_line.rstrip(". ")
+    first_line = error_line(error).rstrip(". ")
     if isinstance(error, (PermissionDenied, Unauthenticated)):
         grant = GRANTS.get(step, "the permission this step needs").format(**asdict(run.target))
         return f"refused for {caller}: {first_line}. Needs: {grant}"
@@ -366,18 +370,19 @@ def _has_volume_resource(app: Any, target: Target) -> bool:
     return False
 
 
-def _effective(run: Run, kind: str, name: str, principal: str) -> set:
-    from databricks.sdk.service.catalog import Privilege
-
-    found = run.client.grants.get_effective(kind, name, principal=principal)
-    held: set = set()
-    for assignment in found.privilege_assignments or []:
-        for privilege in assignment.privileges or []:
-            if privilege.privilege is not None:
-                held.add(privilege.privilege)
-    if Privilege.ALL_PRIVILEGES in held:
-        return set(Privilege)
-    return held
+def missing_privileges(
+    client: Any, kind: str, name: str, principal: str, wanted: set[str]
+) -> list[str]:
+    """Which of `wanted` (privilege names) the principal lacks on a securable, inherited
+    grants included; sorted."""
+    found = client.grants.get_effective(kind, name, principal=principal)
+    held = {
+        p.privilege.value
+        for a in found.privilege_assignments or []
+        for p in a.privileges or []
+        if p.privilege is not None
+    }
+    return [] if "ALL_PRIVILEGES" in held else sorted(wanted - held)
 
 
 def print_status(state: State | None, state_path: Path, out: TextIO = sys.stdout) -> int:
