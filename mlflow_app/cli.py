@@ -117,6 +117,10 @@ def _databricks_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _databricks(args: argparse.Namespace) -> int:
+    import requests
+    from databricks.sdk.errors import DatabricksError
+
+    from mlflow_app.checks import describe_error
     from mlflow_app.setup_databricks import SetupFailed
 
     try:
@@ -128,6 +132,10 @@ def _databricks(args: argparse.Namespace) -> int:
     except SetupFailed as error:
         print(f"mlflow-app: {error}", file=sys.stderr)
         return 2
+    except (DatabricksError, requests.RequestException) as error:
+        # A refusal or an unreachable workspace outside setup's steps: one line, no traceback.
+        print(f"mlflow-app: {args.command} failed: {describe_error(error)}", file=sys.stderr)
+        return 1
 
 
 def _workspace(profile: str | None):  # -> databricks.sdk.WorkspaceClient

@@ -184,6 +184,16 @@ def test_deploy_uploads_waits_and_validates_readiness(run_server, standin: Stand
     assert f"fix: GRANT CREATE MODEL ON SCHEMA ml.mlflow TO `{sp}`" in doctor.stdout
 
 
+def test_a_refused_upload_is_one_line_not_a_traceback(standin: StandIn, tmp_path: Path):
+    state = tmp_path / "state.json"
+    assert setup(standin, state).returncode == 0
+    standin.control("deny", principal=CALLER, prefix="/api/2.0/workspace/")
+    result = mlflow_app(standin, state, "deploy")
+    assert result.returncode == 1
+    assert "mlflow-app: deploy failed: PermissionDenied:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_an_unreachable_workspace_is_named(standin: StandIn, tmp_path: Path) -> None:
     host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = setup(standin, tmp_path / "state.json", host=host)
