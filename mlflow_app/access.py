@@ -1,20 +1,19 @@
 """Access control, chosen by MLFLOW_APP_AUTH: who may call the service, and as whom.
 
 `AccessControl` is the outer gate: every request but the health endpoints needs an identity,
-identity headers count only from trusted proxies, and every 401/403 (ours or MLflow's) leaves
-as MLflow's JSON error, counted by reason. Per-resource permissions (basic, trusted-header) are
-MLflow's own auth app (`mlflow.server.auth`), installed in-process by `install_mlflow_auth`.
+identity headers count only from trusted proxies (`front_door.ForwardedHeaders` decides which
+peers are), and every 401/403 (ours or MLflow's) leaves as MLflow's JSON error, counted by
+reason. Per-resource permissions (basic, trusted-header) are MLflow's own auth app
+(`mlflow.server.auth`), installed in-process by `install_mlflow_auth`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from ipaddress import ip_address
 from typing import Any
 
 from flask import Flask
@@ -22,6 +21,8 @@ from werkzeug.datastructures import Authorization
 
 from mlflow_app.config import AccessSettings
 from mlflow_app.databricks import USER_TOKEN
+from mlflow_app.errors import json_error
+from mlflow_app.front_door import TRUSTED_PEER_KEY
 from mlflow_app.metrics import ACCESS_DENIALS
 from mlflow_app.store_environment import AUTH_CACHE_SECONDS
 from mlflow_app.wsgi_types import StartResponse, WSGIApp, WSGIEnviron
@@ -121,20 +122,13 @@ class AccessControl:
         identity = environ.get(self.identity_key, "").strip()
         if not identity:
             return 401, "no_identity", f"No {header} header: sign in through the proxy."
-        if not self.trusted_peer(environ.get("REMOTE_ADDR", "")):
+        if not environ.get(TRUSTED_PEER_KEY, False):
             return (
                 401,
                 "untrusted_peer",
                 f"{header} is accepted only from a trusted proxy (MLFLOW_APP_TRUSTED_PROXIES).",
             )
         return None
-
-    def trusted_peer(self, address: str) -> bool:
-        try:
-            peer = ip_address(address)
-        except ValueError:
-            return False
-        return any(peer in network for network in self.access.trusted_proxies)
 
     def check_password(self, environ: WSGIEnviron) -> tuple[int, str, str] | None:
         credentials = Authorization.from_header(environ.get("HTTP_AUTHORIZATION"))
@@ -187,15 +181,9 @@ class AccessControl:
     ) -> list[bytes]:
         ACCESS_DENIALS.labels(self.access.mode, reason).inc()
         code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
-        body = json.dumps({"error_code": code, "message": message}).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if status == 401 and self.access.mode == "basic" and not extra_headers:
             extra_headers = [("WWW-Authenticate", 'Basic realm="mlflow"')]
-        start_response(
-            "401 UNAUTHORIZED" if status == 401 else "403 FORBIDDEN",
-            headers + (extra_headers or []),
-        )
-        return [body]
+        return json_error(start_response, status, code, message, extra_headers)
 
 
 def _reason(status: int) -> str:

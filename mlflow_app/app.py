@@ -1,9 +1,13 @@
 """The middleware chain: one function that wraps MLflow's Flask app for serving.
 
-Read `build_app` top to bottom for the order a request passes through, innermost first.
+`build_app` lists the middleware outermost first; read it top to bottom for the order a
+request passes through on its way to MLflow.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 from flask import Flask
 
@@ -12,52 +16,82 @@ from mlflow_app.access import AccessControl, install_mlflow_auth, protect_fastap
 from mlflow_app.config import Settings
 from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
+from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.native_routes import NativeRoutes
 from mlflow_app.request_id import RequestId
 from mlflow_app.volume_artifacts import keep_artifacts_in_volume
 from mlflow_app.wsgi_types import WSGIApp
 
+Middleware = Callable[[WSGIApp], WSGIApp]
+
 
 def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
-    """gunicorn -> request id -> access -> metrics -> health/readiness -> MLflow (Flask, with
-    MLflow's auth hooks when on, or FastAPI-only routes)."""
+    """gunicorn -> request id -> forwarded headers -> host and origin -> access -> metrics ->
+    health/readiness -> MLflow (Flask, with MLflow's auth hooks when on, or FastAPI-only
+    routes). Access sits outside metrics: a refused request costs no route matching; refusals
+    are counted by their own counters."""
+    prepare_stores(settings)
+    readiness = ReadinessReport(
+        settings, on_refresh=metrics.record_readiness if settings.metrics else None
+    )
+    chain: list[Middleware | None] = [
+        RequestId,
+        partial(ForwardedHeaders, trusted_proxies=settings.trusted_proxies),
+        partial(
+            HostAndOrigin,
+            allowed_hosts=settings.allowed_hosts,
+            allowed_origins=settings.cors_allowed_origins,
+            exempt_paths=health_paths(settings) + exposition_paths(settings),
+        ),
+        None
+        if settings.access.mode == "none"
+        else partial(
+            AccessControl,
+            access=settings.access,
+            open_paths=health_paths(settings),
+            own_paths=exposition_paths(settings) if settings.metrics else (),
+        ),
+        partial(metrics.Metrics, exposition_paths=exposition_paths(settings))
+        if settings.metrics
+        else None,
+        partial(HealthEndpoints, settings=settings, readiness=readiness),
+    ]
+    app: WSGIApp = mlflow_routes(settings, mlflow_app)
+    for middleware in reversed(chain):
+        if middleware is not None:
+            app = middleware(app)
+    return app
+
+
+def prepare_stores(settings: Settings) -> None:
+    """Wrap the stores MLflow will build for this configuration."""
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
         keep_artifacts_in_volume(settings)
     if settings.metrics:
         metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)
-    readiness = ReadinessReport(
-        settings, on_refresh=metrics.record_readiness if settings.metrics else None
-    )
 
+
+def mlflow_routes(settings: Settings, mlflow_app: Flask) -> WSGIApp:
+    """MLflow's Flask app with its auth hooks (when on) and our JSON errors, plus the routes
+    only its FastAPI app serves."""
     if settings.access.uses_mlflow_auth:
         install_mlflow_auth(settings.access, mlflow_app)  # its hooks run before ours
     install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
-
     native = NativeRoutes(mlflow_app)
     if settings.access.uses_mlflow_auth:
         protect_fastapi_routes(native.asgi_app)
-    app: WSGIApp = HealthEndpoints(native, settings, readiness)
-    if settings.metrics:
-        app = metrics.Metrics(app, exposition_paths(settings))
-    if settings.access.mode != "none":
-        app = AccessControl(
-            app,
-            settings.access,
-            open_paths=health_paths(settings),
-            own_paths=exposition_paths(settings) if settings.metrics else (),
-        )
-    app = RequestId(app)
-    return app
+    return native
 
 
-def health_paths(settings: Settings) -> tuple[str, str]:
+def health_paths(settings: Settings) -> tuple[str, ...]:
     prefix = settings.static_prefix
-    return prefix + settings.health_path, prefix + settings.ready_path
+    paths = (settings.health_path, settings.ready_path, settings.ready_api_path)
+    return tuple(prefix + path for path in paths)
 
 
-def exposition_paths(settings: Settings) -> tuple[str, str]:
+def exposition_paths(settings: Settings) -> tuple[str, ...]:
     prefix = settings.static_prefix
     return prefix + settings.metrics_path, prefix + settings.metrics_api_path

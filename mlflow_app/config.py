@@ -86,6 +86,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated Host headers to accept. Unset: localhost, private addresses and "
         "the platform's public host (*.databricksapps.com, *.run.app).",
     ),
+    Setting(
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
+        "",
+        "Comma-separated other origins (https://app.example.com, or patterns with *) whose "
+        "pages may write to this server. Same-origin requests always pass; * allows any.",
+    ),
+    Setting(
+        "MLFLOW_APP_TRUSTED_PROXIES",
+        "127.0.0.1/32,::1/128 (Databricks Apps: private ranges; Cloud Run: 169.254.0.0/16 too)",
+        "Comma-separated addresses or CIDRs of the proxies in front: their X-Forwarded-Proto,"
+        " -Host, -For, -Prefix and identity headers are believed; anyone else's are dropped "
+        "or refused.",
+    ),
     Setting("MLFLOW_WORKERS", "CPU count (at least 2)", "gunicorn worker processes."),
     Setting("MLFLOW_APP_THREADS", "4", "Threads per worker (gthread)."),
     Setting(
@@ -119,6 +132,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MLFLOW_APP_HEALTH_PATH", "/healthz", "Liveness endpoint."),
     Setting("MLFLOW_APP_READY_PATH", "/readyz", "Readiness endpoint (JSON report per check)."),
+    Setting(
+        "MLFLOW_APP_READY_API_PATH",
+        "/api/readyz",
+        "Alias of the readiness endpoint under /api/, the only prefix where Databricks Apps "
+        "accepts bearer tokens from outside.",
+    ),
     Setting(
         "MLFLOW_APP_READINESS_CACHE_SECONDS",
         "5",
@@ -203,12 +222,6 @@ SETTINGS: tuple[Setting, ...] = (
         "trusted-header: comma-separated identities that are admins.",
     ),
     Setting(
-        "MLFLOW_APP_TRUSTED_PROXIES",
-        "127.0.0.1/32,::1/128 (databricks-apps: private ranges)",
-        "Comma-separated addresses or CIDRs whose identity headers are believed; identity "
-        "headers from any other peer are refused.",
-    ),
-    Setting(
         "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER",
         "false",
         "databricks-apps: make workspace calls with the user's X-Forwarded-Access-Token "
@@ -256,6 +269,9 @@ class Platform:
 AUTH_MODES = ("none", "basic", "trusted-header", "databricks-apps")
 _PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 _LOCAL_PEERS = ("127.0.0.1/32", "::1/128")
+# Cloud Run's front end reaches the container from the link-local range, which nothing outside
+# the host can use as a source address.
+_CLOUD_RUN_PEERS = (*_LOCAL_PEERS, "169.254.0.0/16")
 _PRIVATE_PEERS = (
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -272,7 +288,6 @@ class AccessSettings:
 
     mode: str
     identity_header: str
-    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     admins: tuple[str, ...]
     admin_username: str
     admin_password: str | None = field(repr=False)
@@ -301,6 +316,8 @@ class Settings:
     serve_artifacts: bool
     static_prefix: str
     allowed_hosts: tuple[str, ...]
+    cors_allowed_origins: tuple[str, ...]
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     workers: int
     threads: int
     pool_size: int
@@ -311,6 +328,7 @@ class Settings:
     data_dir: Path
     health_path: str
     ready_path: str
+    ready_api_path: str
     readiness_cache_seconds: float
     check_timeout_seconds: float
     upstream_retry_seconds: int
@@ -434,6 +452,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serve_artifacts=serve_artifacts,
         static_prefix=_static_prefix(env.get("MLFLOW_STATIC_PREFIX") or ""),
         allowed_hosts=_allowed_hosts(env.get("MLFLOW_SERVER_ALLOWED_HOSTS"), platform),
+        cors_allowed_origins=_list(env.get("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS")),
+        trusted_proxies=_networks(env.get("MLFLOW_APP_TRUSTED_PROXIES"), platform),
         workers=env.integer(
             "MLFLOW_WORKERS",
             default=max(2, os.cpu_count() or 1),
@@ -468,6 +488,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         health_path=env.path("MLFLOW_APP_HEALTH_PATH", "/healthz"),
         ready_path=env.path("MLFLOW_APP_READY_PATH", "/readyz"),
+        ready_api_path=env.path("MLFLOW_APP_READY_API_PATH", "/api/readyz"),
         readiness_cache_seconds=env.number("MLFLOW_APP_READINESS_CACHE_SECONDS", 5.0, 0, 3600),
         check_timeout_seconds=env.number("MLFLOW_APP_CHECK_TIMEOUT_SECONDS", 10.0, 0.1, 600),
         upstream_retry_seconds=env.integer(
@@ -514,16 +535,13 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
             "basic access control needs the admin's initial password",
             "set it, or MLFLOW_AUTH_ADMIN_PASSWORD_FILE to a file holding it",
         )
-    admins = tuple(
-        a.strip() for a in (env.get("MLFLOW_APP_AUTH_ADMINS") or "").split(",") if a.strip()
-    )
+    admins = _list(env.get("MLFLOW_APP_AUTH_ADMINS"))
     if mode == "trusted-header" and not admins:
         raise ConfigError(
             "MLFLOW_APP_AUTH_ADMINS",
             "trusted-header access control needs at least one admin identity",
             "set it to the admins' identities as the proxy sends them, e.g. ops@example.com",
         )
-    default_peers = _PRIVATE_PEERS if mode == "databricks-apps" else _LOCAL_PEERS
     return AccessSettings(
         mode=mode,
         identity_header=(
@@ -531,7 +549,6 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
             if mode == "databricks-apps"
             else env.get("MLFLOW_APP_AUTH_HEADER") or "X-Forwarded-Email"
         ),
-        trusted_proxies=_networks(env.get("MLFLOW_APP_TRUSTED_PROXIES"), default_peers),
         admins=admins,
         admin_username=env.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin",
         admin_password=password,
@@ -543,8 +560,13 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
     )
 
 
-def _networks(raw: str | None, default: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
-    items = [i.strip() for i in raw.split(",") if i.strip()] if raw else list(default)
+def _list(raw: str | None) -> tuple[str, ...]:
+    """A comma-separated setting's items."""
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _networks(raw: str | None, platform: Platform) -> tuple[IPv4Network | IPv6Network, ...]:
+    items = _list(raw) or _default_proxies(platform)
     try:
         return tuple(ip_network(item, strict=False) for item in items)
     except ValueError as error:
@@ -553,6 +575,15 @@ def _networks(raw: str | None, default: tuple[str, ...]) -> tuple[IPv4Network | 
             str(error),
             "set it to comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1",
         ) from None
+
+
+def _default_proxies(platform: Platform) -> tuple[str, ...]:
+    """The proxy in front on each platform: Databricks Apps' sits at private addresses."""
+    if platform.databricks_app_name:
+        return _PRIVATE_PEERS
+    if platform.cloud_run_service:
+        return _CLOUD_RUN_PEERS
+    return _LOCAL_PEERS
 
 
 class _Env:

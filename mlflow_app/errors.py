@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+
+from mlflow_app.wsgi_types import StartResponse
 
 log = logging.getLogger("mlflow_app.errors")
 
@@ -101,6 +104,20 @@ def upstream_error(error: BaseException) -> tuple[int, str, str] | None:
         if error is None:
             return None
     return None
+
+
+def json_error(
+    start_response: StartResponse,
+    status: int,
+    error_code: str,
+    message: str,
+    extra_headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    """MLflow's JSON error, answered by a WSGI middleware (outside Flask)."""
+    body = json.dumps({"error_code": error_code, "message": message}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers + (extra_headers or []))
+    return [body]
 
 
 def error_response(status: int, error_code: str, message: str) -> Response:

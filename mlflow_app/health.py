@@ -1,6 +1,7 @@
 """Liveness and readiness endpoints, answered before MLflow sees the request.
 
-`/healthz` says the process serves. `/readyz` runs the backend checks, at most once per
+`/healthz` says the process serves. `/readyz` (and `/api/readyz`, for Databricks Apps, whose
+proxy takes bearer tokens only under /api/) runs the backend checks, at most once per
 cache interval per worker (probes cannot overload a backend), and answers 200 or 503 with
 a JSON report.
 """
@@ -48,8 +49,10 @@ class HealthEndpoints:
 
     def __init__(self, app: WSGIApp, settings: Settings, readiness: ReadinessReport) -> None:
         self.app = app
-        self.health_path = settings.static_prefix + settings.health_path
-        self.ready_path = settings.static_prefix + settings.ready_path
+        prefix = settings.static_prefix
+        self.health_path = prefix + settings.health_path
+        ready = (settings.ready_path, settings.ready_api_path)
+        self.ready_paths = frozenset(prefix + path for path in ready)
         self.readiness = readiness
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -57,8 +60,8 @@ class HealthEndpoints:
         if path == self.health_path:
             environ[ROUTE_KEY] = self.health_path
             return _json(start_response, "200 OK", {"status": "ok"})
-        if path == self.ready_path:
-            environ[ROUTE_KEY] = self.ready_path
+        if path in self.ready_paths:
+            environ[ROUTE_KEY] = path
             results, age = self.readiness.current()
             ready = all(r.ok for r in results)
             body = {

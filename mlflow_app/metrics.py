@@ -68,6 +68,11 @@ ACCESS_DENIALS = Counter(
     "Requests refused by access control, by mode and reason (never by user).",
     ["mode", "reason"],
 )
+FRONT_DOOR_REFUSALS = Counter(
+    "mlflow_front_door_refusals_total",
+    "Requests refused at the front door: a Host nobody configured, a write from another origin.",
+    ["reason"],
+)
 READINESS = Gauge(
     "mlflow_readiness",
     "1 when the check passed at its last run, else 0.",

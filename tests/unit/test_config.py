@@ -285,4 +285,4 @@ def test_databricks_apps_trusts_private_peers_and_can_act_for_users() -> None:
     assert settings.access.mode == "databricks-apps"
     assert settings.access.identity_header == "X-Forwarded-Email"
     assert settings.access.on_behalf_of_user
-    assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.access.trusted_proxies)
+    assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.trusted_proxies)
