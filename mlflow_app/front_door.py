@@ -73,7 +73,7 @@ class HostAndOrigin:
         exempt_paths: Iterable[str],
     ) -> None:
         self.app = app
-        self.allowed_hosts = tuple(allowed_hosts)
+        self.allowed_hosts = tuple(h.lower() for h in allowed_hosts)
         self.allowed_origins = tuple(allowed_origins)
         # Probes and scrapers address a replica by its IP, whatever names users type.
         self.exempt_paths = frozenset(exempt_paths)
@@ -82,7 +82,7 @@ class HostAndOrigin:
         if environ.get("PATH_INFO", "") in self.exempt_paths:
             return self.app(environ, start_response)
         host = environ.get("HTTP_HOST", "")
-        if not matches_any(host, self.allowed_hosts):
+        if not host_allowed(host, self.allowed_hosts):
             log.warning(
                 "refused Host %r: not in MLFLOW_SERVER_ALLOWED_HOSTS; add it there if users "
                 "reach the service by that name",
@@ -115,6 +115,13 @@ class HostAndOrigin:
     def refuse(self, start_response: StartResponse, reason: str, message: str) -> list[bytes]:
         FRONT_DOOR_REFUSALS.labels(reason).inc()
         return json_error(start_response, 403, "PERMISSION_DENIED", message)
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """MLflow's rule for its host list, and a name without a port allows that name on any
+    port (users list `mlflow.example.com`, a proxy on :8443 sends `mlflow.example.com:8443`)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return matches_any(host.lower(), patterns) or matches_any(name.lower(), patterns)
 
 
 def matches_any(value: str, patterns: Iterable[str]) -> bool:

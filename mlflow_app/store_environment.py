@@ -29,7 +29,9 @@ def store_environment(settings: Settings) -> dict[str, str]:
         # The job runner is a separate process tree that `mlflow server` supervises; we do not
         # run it (see README, "Differences from mlflow server"), so job routes report it off.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+        # front_door.HostAndOrigin checks Host against settings.allowed_hosts (as the proxy
+        # reported it, with a JSON 403); MLflow's own check would see the same Host again.
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
         # Sized so each worker thread has a connection; see Settings.connections_needed.
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(settings.pool_size),
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(settings.max_overflow),
