@@ -6,6 +6,7 @@ self-check runs once in the master before any worker forks.
 
 import logging
 
+from mlflow_app.buffered_worker import BufferedThreadWorker, exit_without_teardown
 from mlflow_app.config import ConfigError, load_settings
 from mlflow_app.selfcheck import ensure_port_bindable, startup_selfcheck
 from mlflow_app.store_environment import apply_metrics_environment
@@ -20,8 +21,15 @@ apply_metrics_environment(_settings)
 wsgi_app = "wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
-worker_class = "gthread"
+# gthread, except that a request is read whole before a thread serves it: slow or idle
+# clients hold a socket, never a thread (see mlflow_app/buffered_worker.py).
+worker_class = "mlflow_app.buffered_worker.BufferedThreadWorker"
+BufferedThreadWorker.client_timeout = _settings.client_timeout
 threads = _settings.threads
+# The worker bounds the whole request head (64 KiB); MLflow's own maximum of 100 run ids in
+# get-history-bulk-interval needs ~4.2 KB of request line, over gunicorn's default of 4094.
+limit_request_line = 0
+limit_request_field_size = 16384
 # Import MLflow once in the master: workers share its memory and start in milliseconds, and
 # the self-check (with any schema migration it triggers) runs once, not once per worker.
 preload_app = True
@@ -47,3 +55,7 @@ def child_exit(server, worker) -> None:
     from mlflow_app.metrics import worker_exited
 
     worker_exited(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    exit_without_teardown()

@@ -14,6 +14,7 @@ from flask import Flask
 from mlflow_app import metrics
 from mlflow_app.access import AccessControl, install_mlflow_auth, protect_fastapi_routes
 from mlflow_app.config import Settings
+from mlflow_app.database_outage import fail_fast_while_unreachable
 from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
 from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
@@ -69,6 +70,8 @@ def prepare_stores(settings: Settings) -> None:
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
         keep_artifacts_in_volume(settings)
+    else:
+        fail_fast_while_unreachable(settings)
     if settings.metrics:
         metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)

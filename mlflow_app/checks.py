@@ -280,8 +280,10 @@ def _connections_fit(settings: Settings) -> str:
     """Compare the connections all replicas may open with what the database allows."""
     import sqlalchemy
 
+    from mlflow_app.database_outage import with_connect_timeout
+
     engine = sqlalchemy.create_engine(
-        settings.backend_store_uri, poolclass=sqlalchemy.pool.NullPool
+        with_connect_timeout(settings.backend_store_uri), poolclass=sqlalchemy.pool.NullPool
     )
     try:
         with engine.connect() as connection:

@@ -228,6 +228,12 @@ SETTINGS: tuple[Setting, ...] = (
         "(enable user authorization on the app), so each user sees what they may.",
     ),
     Setting(
+        "MLFLOW_APP_CLIENT_TIMEOUT_SECONDS",
+        "30",
+        "Seconds a client has to send a request's headers, or between two reads of its body; "
+        "also how long a connection that sends nothing stays open. Waiting costs no thread.",
+    ),
+    Setting(
         "MLFLOW_APP_GRACEFUL_TIMEOUT",
         "10",
         "Seconds a worker may finish in-flight requests after SIGTERM.",
@@ -338,6 +344,7 @@ class Settings:
     metrics_api_path: str
     metrics_dir: Path | None
     start_degraded: bool
+    client_timeout: float
     graceful_timeout: int
     log_level: str
     platform: Platform
@@ -504,6 +511,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_api_path=env.path("MLFLOW_APP_METRICS_API_PATH", "/api/metrics"),
         metrics_dir=Path(d).resolve() if (d := env.get("MLFLOW_APP_METRICS_DIR")) else None,
         start_degraded=env.boolean("MLFLOW_APP_START_DEGRADED", default=False),
+        client_timeout=env.number("MLFLOW_APP_CLIENT_TIMEOUT_SECONDS", 30.0, 1, 3600),
         graceful_timeout=env.integer(
             "MLFLOW_APP_GRACEFUL_TIMEOUT",
             default=10,

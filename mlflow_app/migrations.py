@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy
 
 from mlflow_app.config import Settings, mask_uri, uri_scheme
+from mlflow_app.database_outage import with_connect_timeout
 
 _LOCK_NAME = "mlflow_app_schema_migration"
 _LOCK_WAIT_SECONDS = 600
@@ -57,7 +58,7 @@ def _prepare(uri: str, mode: str) -> str:
     )
 
     head = _get_latest_schema_revision()
-    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(with_connect_timeout(uri), poolclass=sqlalchemy.pool.NullPool)
     shown = mask_uri(uri)
     try:
         with _migration_lock(engine):

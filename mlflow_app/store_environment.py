@@ -16,14 +16,16 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from mlflow_app.config import Settings
+from mlflow_app.database_outage import with_connect_timeout
 
 
 def store_environment(settings: Settings) -> dict[str, str]:
     """The variables `mlflow server` would set for these settings."""
     # Names match mlflow.server.constants; spelled out so this module imports without MLflow.
     env = {
-        "_MLFLOW_SERVER_FILE_STORE": settings.backend_store_uri,
-        "_MLFLOW_SERVER_REGISTRY_STORE": settings.registry_store_uri,
+        # An unreachable database must fail within seconds, not the driver's minutes.
+        "_MLFLOW_SERVER_FILE_STORE": with_connect_timeout(settings.backend_store_uri),
+        "_MLFLOW_SERVER_REGISTRY_STORE": with_connect_timeout(settings.registry_store_uri),
         "_MLFLOW_SERVER_ARTIFACT_ROOT": settings.default_artifact_root,
         "_MLFLOW_SGI_NAME": "gunicorn",
         # The job runner is a separate process tree that `mlflow server` supervises; we do not
