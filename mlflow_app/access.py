@@ -10,33 +10,53 @@ reason. Per-resource permissions (basic, trusted-header) are MLflow's own auth a
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.datastructures import Authorization
 
 from mlflow_app.config import AccessSettings
 from mlflow_app.databricks import USER_TOKEN
-from mlflow_app.errors import json_error
+from mlflow_app.errors import error_response, json_error
 from mlflow_app.front_door import TRUSTED_PEER_KEY
 from mlflow_app.metrics import ACCESS_DENIALS
 from mlflow_app.store_environment import AUTH_CACHE_SECONDS
 from mlflow_app.wsgi_types import StartResponse, WSGIApp, WSGIEnviron
 
 _access: AccessSettings | None = None  # set by install_mlflow_auth, read by MLflow's auth hook
+_admins: frozenset[str] = frozenset()
+_USER_LIST_PATHS = ("/api/2.0/mlflow/users/list", "/ajax-api/2.0/mlflow/users/list")
 
 
 def install_mlflow_auth(access: AccessSettings, mlflow_app: Flask) -> None:
     """MLflow's auth app on MLflow's Flask app: users, permissions, their APIs and hooks."""
-    global _access
+    global _access, _admins
     _access = access
+    _admins = frozenset(filter(None, map(normal_identity, access.admins)))
     from mlflow.server.auth import create_app
 
     create_app(mlflow_app)
+    mlflow_app.before_request(only_admins_list_users)
+
+
+def only_admins_list_users() -> Response | None:
+    """MLflow lets every user list all usernames and admin flags (in trusted-header mode,
+    everyone's email); here only admins may. Runs after MLflow's auth authenticated."""
+    from flask import request
+    from mlflow.server.auth import authenticate_request, store
+
+    if not request.path.endswith(_USER_LIST_PATHS):
+        return None
+    username = authenticate_request().username
+    if store.get_user(username).is_admin:
+        return None
+    ACCESS_DENIALS.labels(_access.mode if _access else "basic", "forbidden").inc()
+    return error_response(403, "PERMISSION_DENIED", "Only admins may list users.")
 
 
 def protect_fastapi_routes(asgi_app: Any) -> None:
@@ -55,8 +75,8 @@ def authenticate_trusted_header() -> Authorization:
     from flask import request
 
     assert _access is not None
-    username = request.headers[_access.identity_header].strip()
-    _provision(username, is_admin=username in _access.admins)
+    username = request.headers[_access.identity_header]  # normalised by AccessControl
+    _provision(username, is_admin=username in _admins)
     return Authorization("basic", {"username": username, "password": ""})
 
 
@@ -128,6 +148,10 @@ class AccessControl:
                 "untrusted_peer",
                 f"{header} is accepted only from a trusted proxy (MLFLOW_APP_TRUSTED_PROXIES).",
             )
+        normal = normal_identity(identity)
+        if normal is None:
+            return 400, "bad_identity", f"{header} is not a single user identity."
+        environ[self.identity_key] = normal  # one user, however the proxy spelled it
         return None
 
     def check_password(self, environ: WSGIEnviron) -> tuple[int, str, str] | None:
@@ -180,10 +204,25 @@ class AccessControl:
         extra_headers: list | None = None,
     ) -> list[bytes]:
         ACCESS_DENIALS.labels(self.access.mode, reason).inc()
-        code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}.get(
+            status, "INVALID_PARAMETER_VALUE"
+        )
         if status == 401 and self.access.mode == "basic" and not extra_headers:
             extra_headers = [("WWW-Authenticate", 'Basic realm="mlflow"')]
         return json_error(start_response, status, code, message, extra_headers)
+
+
+_IDENTITY = re.compile(r"[^\s,;<>\"'\\\x00-\x1f\x7f]{1,254}")
+
+
+def normal_identity(raw: str) -> str | None:
+    """The identity a proxy sent, as one user: emails are case-folded (RFC 5321 lets the local
+    part be case-sensitive, but no identity provider in front of MLflow issues two users that
+    differ only by case); a list, a blank, a control character or an overlong value is None."""
+    identity = raw.strip()
+    if not _IDENTITY.fullmatch(identity):
+        return None
+    return identity.casefold() if "@" in identity else identity
 
 
 def _reason(status: int) -> str:

@@ -334,7 +334,8 @@ def _artifact_round_trip(settings: Settings) -> str:
     """Write a probe object, read it back, delete it."""
     repo = _artifact_repository(settings)
     token = uuid.uuid4().hex
-    remote_dir = f"{PROBE_DIR}/{token}"
+    # A directory of its own at the root: deleting it leaves nothing for clients to list.
+    remote_dir = f"{PROBE_DIR}-{token}"
     with tempfile.TemporaryDirectory() as scratch:
         probe = Path(scratch) / "probe.txt"
         probe.write_text(token)

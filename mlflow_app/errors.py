@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from mlflow_app.wsgi_types import StartResponse
 
@@ -32,11 +34,37 @@ def install_error_handling(
     def is_api_request() -> bool:
         return request.path.startswith(api_prefixes)
 
+    artifact_prefixes = tuple(
+        prefix + "2.0/mlflow-artifacts/artifacts/"
+        for prefix in dict.fromkeys((*api_prefixes, *_API_PREFIXES))  # MLflow serves both
+    )
+
+    @flask_app.before_request
+    def no_redirects_on_the_api() -> Response | None:
+        # werkzeug answers `//` in a path with a 308 to the merged path (an HTML page, and for
+        # an artifact a different file); API clients get an error they can read instead.
+        if not is_api_request():
+            return None
+        if request.path.startswith(artifact_prefixes) and "//" in request.path:
+            return error_response(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "An artifact path is relative to the artifact root and has no leading '/' or '//'.",
+            )
+        if isinstance(request.routing_exception, RequestRedirect):
+            return error_response(404, "ENDPOINT_NOT_FOUND", "No API route has this path.")
+        return None
+
     @flask_app.before_request
     def reject_non_object_json() -> Response | None:
         if request.method not in _BODY_METHODS or not is_api_request() or not request.is_json:
             return None
-        body = request.get_json(silent=True, cache=True)
+        try:
+            body = request.get_json(silent=True, cache=True)
+        except RecursionError:
+            return error_response(
+                400, "INVALID_PARAMETER_VALUE", "The request body is nested too deeply."
+            )
         if body is None or isinstance(body, dict):
             return None  # malformed JSON: MLflow's own parser answers it with a 400
         return error_response(
@@ -48,8 +76,11 @@ def install_error_handling(
         # MLflow's GraphQL view reads the body as a JSON object and fails with a 500 otherwise.
         if not request.path.endswith("/graphql"):
             return None
-        if isinstance(request.get_json(silent=True, cache=True), dict):
-            return None
+        try:
+            if isinstance(request.get_json(silent=True, cache=True), dict):
+                return None
+        except RecursionError:
+            pass
         return error_response(
             400,
             "INVALID_PARAMETER_VALUE",
@@ -64,12 +95,21 @@ def install_error_handling(
             response.headers["Retry-After"] = str(max(1, retry_after_seconds))
         return response
 
+    @flask_app.after_request
+    def keep_internals_out_of_errors(response: Response) -> Response:
+        if response.status_code >= 400 and response.is_json:
+            scrub_error_message(response)
+        return response
+
     @flask_app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response | HTTPException:
         if not is_api_request() or error.code is None or error.code < 400:
             return error
-        code = "ENDPOINT_NOT_FOUND" if error.code in (404, 405) else "BAD_REQUEST"
-        return error_response(error.code, code, error.description or error.name)
+        code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.code, "BAD_REQUEST")
+        response = error_response(error.code, code, error.description or error.name)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     @flask_app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
@@ -85,6 +125,22 @@ def install_error_handling(
             "INTERNAL_ERROR",
             f"Internal error; the server log has details (request id {request_id}).",
         )
+
+
+# Where a driver's error text turns into the statement and its parameters (a password hash,
+# for MLflow auth's create-user) or a traceback begins; the message ends before it.
+_INTERNALS = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error|Traceback \()")
+
+
+def scrub_error_message(response: Response) -> None:
+    """Cut SQL, parameters and tracebacks out of a JSON error's message."""
+    body = response.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return
+    message = _INTERNALS.split(body["message"], maxsplit=1)[0]
+    if message != body["message"]:
+        body["message"] = message.rstrip()
+        response.set_data(json.dumps(body))
 
 
 def upstream_error(error: BaseException) -> tuple[int, str, str] | None:

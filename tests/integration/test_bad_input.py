@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import json
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,20 +15,16 @@ API = "/api/2.0/mlflow"
 
 
 def raw_request(server: Server, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    """Send the path exactly as written (no client-side normalisation of `..`).
-
-    werkzeug answers `//` with a redirect to the merged path; that redirect is followed once.
-    """
+    """Send the path exactly as written (no client-side normalisation of `..` or `//`)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         connection.request(method, path, body=body or None)
         response = connection.getresponse()
         status, payload = response.status, response.read()
-        location = response.getheader("Location", "")
+        content_type = response.getheader("Content-Type", "")
     finally:
         connection.close()
-    if status in (301, 308) and location:
-        return raw_request(server, method, urlsplit(location).path, body)
+    assert content_type.startswith("application/json"), (path, status, payload[:200])
     return status, payload
 
 
@@ -144,12 +140,47 @@ def test_artifact_upload_cannot_leave_the_root(server: Server, path: str) -> Non
     assert list(server.data_dir.parent.rglob("escape-*")) == []
 
 
-def test_absolute_upload_path_lands_inside_the_root(server: Server) -> None:
-    status, _ = raw_request(server, "PUT", f"{ARTIFACTS}/%2ftmp%2fescape-d.txt", b"payload")
-    assert status == 200
+@pytest.mark.parametrize("method", ["PUT", "GET"])
+@pytest.mark.parametrize(
+    "path", [f"{ARTIFACTS}/%2ftmp%2fescape-d.txt", f"{ARTIFACTS}//tmp/escape-d.txt"]
+)
+def test_absolute_artifact_paths_are_a_json_400_as_in_stock(
+    server: Server, method: str, path: str
+) -> None:
+    status, body = raw_request(server, method, path, b"payload" if method == "PUT" else b"")
+    assert status == 400, body
+    assert json.loads(body)["error_code"] == "INVALID_PARAMETER_VALUE"
     assert not Path("/tmp/escape-d.txt").exists()
-    landed = list(server.data_dir.parent.rglob("escape-d.txt"))
-    assert landed == [server.data_dir / "artifacts" / "tmp" / "escape-d.txt"]
+    assert list(server.data_dir.parent.rglob("escape-d.txt")) == []
+
+
+def test_a_double_slash_in_an_api_path_is_a_json_404_not_a_redirect(server: Server) -> None:
+    status, body = raw_request(server, "GET", f"{API}//experiments/search?max_results=1")
+    assert status == 404
+    assert json.loads(body)["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_a_wrong_method_says_method_not_allowed(server: Server) -> None:
+    response = requests.delete(f"{server.url}{API}/experiments/search", timeout=10)
+    assert_json_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_deeply_nested_json_is_a_400(server: Server) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = requests.post(
+        f"{server.url}{API}/experiments/create",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert_json_error(response, 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_the_self_check_probe_leaves_nothing_to_list(server: Server) -> None:
+    listed = requests.get(f"{server.url}{ARTIFACTS}", timeout=10).json()
+    names = [f["path"] for f in listed.get("files", [])]
+    assert not [n for n in names if n.startswith(".mlflow-app-probe")], names
 
 
 @pytest.mark.parametrize("path", ["../../../../etc/passwd", "/etc/passwd", "%2e%2e/x"])
