@@ -10,7 +10,6 @@ reason. Per-resource permissions (basic, trusted-header) are MLflow's own auth a
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.datastructures import Authorization
 
-from mlflow_app.config import AccessSettings
+from mlflow_app.config import AccessSettings, normal_identity
 from mlflow_app.databricks import USER_TOKEN
 from mlflow_app.errors import error_response, json_error
 from mlflow_app.front_door import TRUSTED_PEER_KEY
@@ -37,7 +36,7 @@ def install_mlflow_auth(access: AccessSettings, mlflow_app: Flask) -> None:
     """MLflow's auth app on MLflow's Flask app: users, permissions, their APIs and hooks."""
     global _access, _admins
     _access = access
-    _admins = frozenset(filter(None, map(normal_identity, access.admins)))
+    _admins = frozenset(access.admins)  # normalised by config
     from mlflow.server.auth import create_app
 
     create_app(mlflow_app)
@@ -210,19 +209,6 @@ class AccessControl:
         if status == 401 and self.access.mode == "basic" and not extra_headers:
             extra_headers = [("WWW-Authenticate", 'Basic realm="mlflow"')]
         return json_error(start_response, status, code, message, extra_headers)
-
-
-_IDENTITY = re.compile(r"[^\s,;<>\"'\\\x00-\x1f\x7f]{1,254}")
-
-
-def normal_identity(raw: str) -> str | None:
-    """The identity a proxy sent, as one user: emails are case-folded (RFC 5321 lets the local
-    part be case-sensitive, but no identity provider in front of MLflow issues two users that
-    differ only by case); a list, a blank, a control character or an overlong value is None."""
-    identity = raw.strip()
-    if not _IDENTITY.fullmatch(identity):
-        return None
-    return identity.casefold() if "@" in identity else identity
 
 
 def _reason(status: int) -> str:

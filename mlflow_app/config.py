@@ -543,7 +543,7 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
             "basic access control needs the admin's initial password",
             "set it, or MLFLOW_AUTH_ADMIN_PASSWORD_FILE to a file holding it",
         )
-    admins = _list(env.get("MLFLOW_APP_AUTH_ADMINS"))
+    admins = tuple(_admin(a) for a in _list(env.get("MLFLOW_APP_AUTH_ADMINS")))
     if mode == "trusted-header" and not admins:
         raise ConfigError(
             "MLFLOW_APP_AUTH_ADMINS",
@@ -566,6 +566,30 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
         and profile == "databricks"
         and env.boolean("MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER", default=False),
     )
+
+
+_IDENTITY = re.compile(r"[^\s,;<>\"'\\\x00-\x1f\x7f]{1,254}")
+
+
+def normal_identity(raw: str) -> str | None:
+    """The identity a proxy sent, as one user: emails are case-folded (RFC 5321 lets the local
+    part be case-sensitive, but no identity provider in front of MLflow issues two users that
+    differ only by case); a list, a blank, a control character or an overlong value is None."""
+    identity = raw.strip()
+    if not _IDENTITY.fullmatch(identity):
+        return None
+    return identity.casefold() if "@" in identity else identity
+
+
+def _admin(raw: str) -> str:
+    identity = normal_identity(raw)
+    if identity is None:
+        raise ConfigError(
+            "MLFLOW_APP_AUTH_ADMINS",
+            f"'{raw[:100]}' is not a user identity",
+            "list identities as the proxy sends them, e.g. ops@example.com",
+        )
+    return identity
 
 
 def _list(raw: str | None) -> tuple[str, ...]:

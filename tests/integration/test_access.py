@@ -247,3 +247,53 @@ def test_a_bad_access_setting_stops_startup_with_one_line(run_server) -> None:
     server = run_server(wait=False, MLFLOW_APP_AUTH="basic")
     assert server.process.wait(timeout=60) != 0
     assert "MLFLOW_AUTH_ADMIN_PASSWORD: basic access control needs" in server.log()
+
+
+def test_identities_are_one_user_however_spelled_and_malformed_ones_refused(run_server) -> None:
+    server = run_server(
+        MLFLOW_APP_AUTH="trusted-header",
+        MLFLOW_APP_AUTH_ADMINS="Ops@Example.com",
+        MLFLOW_APP_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
+    )
+    experiment_id = ok(
+        call(
+            server,
+            "POST",
+            f"{API}/experiments/create",
+            headers=identity("carol@example.com"),
+            json={"name": "carol-exp"},
+        )
+    ).json()["experiment_id"]
+    get = {"params": {"experiment_id": experiment_id}}
+    ok(call(server, "GET", f"{API}/experiments/get", headers=identity("CAROL@Example.COM"), **get))
+    for malformed in ("carol@example.com, ops@example.com", "x" * 5000, "a b@example.com"):
+        response = call(server, "GET", f"{API}/experiments/search", headers=identity(malformed))
+        assert response.status_code == 400, response.text
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    admin = identity("ops@example.com")
+    users = ok(call(server, "GET", f"{API}/users/list", headers=admin)).json()["users"]
+    names = sorted(u["username"] for u in users)
+    assert names == ["carol@example.com", "ops@example.com"]
+
+
+def test_only_admins_list_users(basic_server: Server) -> None:
+    create_alice_and_bob(basic_server)
+    response = call(basic_server, "GET", f"{API}/users/list", auth=ALICE)
+    assert response.status_code == 403
+    assert response.json()["error_code"] == "PERMISSION_DENIED"
+    assert "alice" in str(ok(call(basic_server, "GET", f"{API}/users/list", auth=ADMIN)).json())
+
+
+def test_recreating_a_user_reveals_no_sql_or_password_hash(basic_server: Server) -> None:
+    create_alice_and_bob(basic_server)
+    response = call(
+        basic_server,
+        "POST",
+        f"{API}/users/create",
+        auth=ADMIN,
+        json={"username": BOB[0], "password": "another-pw-0123456789"},
+    )
+    assert 400 <= response.status_code < 500
+    assert "already exists" in response.json()["message"]
+    for leak in ("INSERT", "[SQL", "pbkdf2", "scrypt", "parameters", "Traceback"):
+        assert leak not in response.text, response.text

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_app.config import ConfigError, load_settings, mask_uri, settings_table
+from mlflow_app.config import (
+    ConfigError,
+    load_settings,
+    mask_uri,
+    normal_identity,
+    settings_table,
+)
 
 
 def test_embedded_default_is_sqlite_with_proxied_local_artifacts(tmp_path: Path) -> None:
@@ -286,3 +292,24 @@ def test_databricks_apps_trusts_private_peers_and_can_act_for_users() -> None:
     assert settings.access.identity_header == "X-Forwarded-Email"
     assert settings.access.on_behalf_of_user
     assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.trusted_proxies)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        (" Alice@Example.COM ", "alice@example.com"),
+        ("svc-principal-7", "svc-principal-7"),
+        ("a@example.com,b@example.com", None),
+        ("a b", None),
+        ("x" * 255, None),
+        ("bad\x00id", None),
+        ("", None),
+    ],
+)
+def test_identities_are_case_folded_emails_or_refused(raw: str, normal: str | None) -> None:
+    assert normal_identity(raw) == normal
+
+
+def test_a_malformed_admin_identity_stops_startup() -> None:
+    with pytest.raises(ConfigError, match="MLFLOW_APP_AUTH_ADMINS: 'a; b' is not"):
+        load_settings({"MLFLOW_APP_AUTH": "trusted-header", "MLFLOW_APP_AUTH_ADMINS": "a; b"})
