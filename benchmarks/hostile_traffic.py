@@ -196,11 +196,11 @@ def dead_database_answer(variant: Variant, limit: float = 60.0) -> dict:
     threading.Thread(target=accept, daemon=True).start()
     uri = f"postgresql://mlflow:pw@127.0.0.1:{listener.getsockname()[1]}/mlflow"
     extra = {"MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_APP_START_DEGRADED": "true"}
+    command = variant.command
     variant = Variant(
         variant.name,
         lambda port, data: [
-            arg if arg != f"sqlite:///{data}/mlflow.db" else uri
-            for arg in variant.command(port, data)
+            uri if arg == f"sqlite:///{data}/mlflow.db" else arg for arg in command(port, data)
         ],
         variant.env,
     )
