@@ -37,6 +37,8 @@ from compare_stock import (
     wait_first_200,
 )
 
+from tests.integration.silent_database import silent_database
+
 HOSTILE = {"slow_header": 200, "slow_body": 200, "idle": 500}
 TRICKLE_SECONDS = 2.0  # a slow client sends one byte this often
 
@@ -79,9 +81,9 @@ class HostileClients:
             sock.close()
 
 
-def mixed_one(run_id: str):
+def mixed_one(run_id: str, health_path: str):
     def one(conn: http.client.HTTPConnection, i: int) -> int:
-        path = "/healthz" if i % 2 else f"/api/2.0/mlflow/runs/get?run_id={run_id}"
+        path = health_path if i % 2 else f"/api/2.0/mlflow/runs/get?run_id={run_id}"
         conn.request("GET", path)
         response = conn.getresponse()
         response.read()
@@ -153,14 +155,16 @@ def measure(variant: Variant, total: int) -> dict:
         try:
             wait_first_200(port, process)
             run_id = seed(port)
-            unloaded = run_mix(port, 8, total, mixed_one(run_id))
+            # Liveness: MLflow's own /health on stock, ours (answered before MLflow) here.
+            one = mixed_one(run_id, "/health" if variant.name == "stock" else "/healthz")
+            unloaded = run_mix(port, 8, total, one)
             hostile = HostileClients(port)
             hostile.open()
             time.sleep(TRICKLE_SECONDS)
-            loaded = run_mix(port, 8, total, mixed_one(run_id))
+            loaded = run_mix(port, 8, total, one)
             hostile.close()
             keepalive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            keepalive.request("GET", "/healthz")
+            keepalive.request("GET", "/health")
             keepalive.getresponse().read()
             idle_exit = seconds_to_exit(process)
         finally:
@@ -179,22 +183,11 @@ def measure(variant: Variant, total: int) -> dict:
 
 def dead_database_answer(variant: Variant, limit: float = 60.0) -> dict:
     """Seconds from start to the first answer of an API call against a silent database."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    held: list[socket.socket] = []
-    done = threading.Event()
+    with silent_database() as port:
+        return _first_answer(variant, f"postgresql://mlflow:pw@127.0.0.1:{port}/mlflow", limit)
 
-    def accept() -> None:
-        listener.settimeout(0.5)
-        while not done.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
 
-    threading.Thread(target=accept, daemon=True).start()
-    uri = f"postgresql://mlflow:pw@127.0.0.1:{listener.getsockname()[1]}/mlflow"
+def _first_answer(variant: Variant, uri: str, limit: float) -> dict:
     extra = {"MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_APP_START_DEGRADED": "true"}
     command = variant.command
     variant = Variant(
@@ -227,13 +220,9 @@ def dead_database_answer(variant: Variant, limit: float = 60.0) -> dict:
                 except OSError:
                     time.sleep(0.5)
         finally:
-            done.set()
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            for sock in held:
-                sock.close()
-            listener.close()
         if answer["status"] is None:
             answer["note"] = f"no answer within {limit:g} s (exited: {process.returncode})"
         return answer

@@ -21,21 +21,14 @@ import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
+from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, skip_without_chromium
 from tests.integration.conftest import Server, free_port, service_env, start_gunicorn, stop
 from tests.integration.conftest import wait_ready as wait_direct
 from tests.integration.nginx import HOSTNAME, NGINX, Proxy, map_hostname, start_nginx
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.skipif(
         NGINX is None, reason="Debian nginx is not installed (.ci/run: apt-get install nginx)"
-    ),
-]
-needs_browser = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Debian chromium is not installed (.ci/run: apt-get install chromium)",
     ),
 ]
 
@@ -174,13 +167,7 @@ def _sha256(path: Path) -> str:
 # --- the browser, through the proxy ---------------------------------------------------------
 
 CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_FLAGS,
     f"--host-resolver-rules=MAP {HOSTNAME} 127.0.0.1, MAP *.{HOSTNAME} 127.0.0.1",
 ]
 # 404s the UI asks for on purpose: the signed-in user (without MLflow's auth app stock answers
@@ -228,7 +215,7 @@ def _wait_for_post(page, path_part: str):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+@skip_without_chromium
 def test_a_user_works_in_the_ui_through_the_proxy(browser_page, deployment: Deployment) -> None:
     page = browser_page
     name = f"ui-made-{deployment.prefix.strip('/') or 'root'}"
@@ -299,7 +286,7 @@ def test_a_user_works_in_the_ui_through_the_proxy(browser_page, deployment: Depl
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+@skip_without_chromium
 def test_a_page_on_another_origin_cannot_write_with_the_users_session(
     browser_page, deployment: Deployment
 ) -> None:

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Server
+from tests.integration.silent_database import silent_database
 
 API = "/api/2.0/mlflow"
 # Generous: before the buffered worker, these requests were not answered at all.
@@ -135,38 +136,16 @@ def test_a_chunked_upload_and_a_spooled_body_arrive_whole(server: Server) -> Non
 
 
 @pytest.fixture
-def silent_database() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word: a hung or black-holed
-    database looks like this to a client, unlike a stopped one, which refuses at once."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.5)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for sock in held:
-        sock.close()
-    listener.close()
+def silent_database_port() -> Iterator[int]:
+    with silent_database() as port:
+        yield port
 
 
 def test_an_unreachable_database_is_a_quick_503_with_retry_after(
-    run_server, silent_database: int
+    run_server, silent_database_port: int
 ) -> None:
     server = run_server(
-        MLFLOW_BACKEND_STORE_URI=f"postgresql://mlflow:db-Secr3t@127.0.0.1:{silent_database}/db",
+        MLFLOW_BACKEND_STORE_URI=f"postgresql://mlflow:db-Secr3t@127.0.0.1:{silent_database_port}/db",
         MLFLOW_APP_START_DEGRADED="true",
     )
 

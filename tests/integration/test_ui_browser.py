@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from tests.integration.conftest import Server
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)",
-    ),
-]
-# Flags that keep Chromium off the network, which this machine does not have.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
 
 
 def rendered_dom(url: str, profile: Path) -> str:
