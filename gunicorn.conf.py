@@ -30,6 +30,9 @@ threads = _settings.threads
 # get-history-bulk-interval needs ~4.2 KB of request line, over gunicorn's default of 4094.
 limit_request_line = 0
 limit_request_field_size = 16384
+# front_door.ForwardedHeaders alone decides whose X-Forwarded-* count (MLFLOW_APP_TRUSTED_PROXIES);
+# gunicorn would otherwise apply X-Forwarded-Proto from 127.0.0.1 on its own.
+forwarded_allow_ips = ""
 # Import MLflow once in the master: workers share its memory and start in milliseconds, and
 # the self-check (with any schema migration it triggers) runs once, not once per worker.
 preload_app = True

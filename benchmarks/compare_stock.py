@@ -2,7 +2,9 @@
 
 Servers are started in turn (A B A B by default) on 127.0.0.1 with fresh SQLite data, and
 each is measured on: cold start to first 200, memory of its whole process tree (RSS and PSS),
-a read mix, a log-batch write mix at 32 concurrent writers, and the UI index. Results are
+a read mix and a log-batch write mix at 8 and 32 concurrent clients, and the UI index, each
+with throughput, p50/p99 and the server's CPU per request (from /proc). `bare` is gunicorn
+serving `mlflow.server:app` with nothing of ours: the ceiling for MLflow's Flask app. Results are
 printed per round and as ratios against stock. Every load loop is bounded in requests and time.
 
     python benchmarks/compare_stock.py [--rounds 2] [--requests 400] [--postgres] [--json out.json]
@@ -100,12 +102,56 @@ def service_env(port: int, data: Path) -> dict[str, str]:
     }
 
 
+def bare_command(port: int, data: Path) -> list[str]:
+    """gunicorn serving MLflow's Flask app with nothing of ours: the ceiling for that app."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "mlflow.server:app",
+    ]
+
+
+def bare_env(port: int, data: Path) -> dict[str, str]:
+    uri = backend_uri(data)
+    # The bare app creates its schema in each worker at once; create it first, as `mlflow
+    # server` does before it starts its workers.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
+            "SqlAlchemyStore(sys.argv[1], sys.argv[2])",
+            uri,
+            str(data / "artifacts"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return {
+        "_MLFLOW_SERVER_FILE_STORE": uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": uri,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(data / "artifacts"),
+    }
+
+
 def service_env_without_metrics(port: int, data: Path) -> dict[str, str]:
     return {**service_env(port, data), "MLFLOW_APP_METRICS": "false"}
 
 
 VARIANTS = {
     "stock": Variant("stock", stock_command),
+    "bare": Variant("bare", bare_command, bare_env),
     "service_no_metrics": Variant(
         "service_no_metrics", service_command, service_env_without_metrics
     ),
@@ -169,6 +215,19 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         stack.extend(children.get(pid, []))
     return tree
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of a process tree so far (/proc, not the noisy wall clock)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def memory_mb(pids: list[int]) -> tuple[float, float]:
@@ -253,13 +312,19 @@ def measure(variant: Variant, total: int) -> Measurement:
             rss, pss = memory_mb(tree)
             result = Measurement(variant.name, cold, rss, pss, len(tree))
             run_id = seed(port)
-            result.mixes["read"] = run_mix(port, 8, total, lambda c, i: read_one(c, i, run_id))
-            result.mixes["log_batch_32"] = run_mix(
-                port, 32, total, lambda c, i: log_batch_one(c, i, run_id)
-            )
-            result.mixes["ui_index"] = run_mix(
-                port, 8, total, lambda c, i: request(port, "GET", "/", conn=c)
-            )
+            mixes = {
+                "read_8": (8, lambda c, i: read_one(c, i, run_id)),
+                "read_32": (32, lambda c, i: read_one(c, i, run_id)),
+                "log_batch_8": (8, lambda c, i: log_batch_one(c, i, run_id)),
+                "log_batch_32": (32, lambda c, i: log_batch_one(c, i, run_id)),
+                "ui_index": (8, lambda c, i: request(port, "GET", "/", conn=c)),
+            }
+            for name, (concurrency, one) in mixes.items():
+                before = cpu_seconds(process.pid)
+                mix = run_mix(port, concurrency, total, one)
+                used = cpu_seconds(process.pid) - before
+                mix["cpu_ms_per_request"] = 1000 * used / max(1, mix["requests"])
+                result.mixes[name] = mix
             return result
         finally:
             os.killpg(process.pid, signal.SIGTERM)
@@ -329,6 +394,8 @@ def report(results: list[Measurement]) -> dict:
         }
     comparisons = (
         ("service", "stock"),
+        ("service", "bare"),
+        ("bare", "stock"),
         ("service_no_metrics", "stock"),
         ("service", "service_no_metrics"),
     )
@@ -350,7 +417,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=400, help="requests per mix")
-    parser.add_argument("--variants", default="stock,service_no_metrics,service")
+    parser.add_argument("--variants", default="stock,bare,service")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--postgres",
@@ -370,7 +437,8 @@ def main() -> int:
             results.append(m)
             mixes = "  ".join(
                 f"{k}: {v['throughput_rps']:.0f} rps p50 {v['p50_ms']:.1f} ms "
-                f"p99 {v['p99_ms']:.1f} ms err {v['errors']:.0f}"
+                f"p99 {v['p99_ms']:.1f} ms cpu {v['cpu_ms_per_request']:.2f} ms/req "
+                f"err {v['errors']:.0f}"
                 for k, v in m.mixes.items()
             )
             print(

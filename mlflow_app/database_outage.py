@@ -3,9 +3,9 @@
 Every connection gets a bounded connect timeout (PostgreSQL and MySQL wait for minutes by
 default), and a store that cannot be built answers MLflow's 503 `TEMPORARILY_UNAVAILABLE` at
 once, instead of MLflow's ~100 s of engine-creation retries holding a worker thread per
-request. One thread per worker probes the database at a time, at most once per retry interval;
-the others are answered straight away, and the first probe that connects lets MLflow build
-the store, so the service recovers by itself.
+request. One thread per worker probes the database at a time, at most once per interval; the
+others share its outcome or, after a failed probe, are answered straight away. The first probe
+that connects lets MLflow build the store, so the service recovers by itself.
 """
 
 from __future__ import annotations
@@ -59,14 +59,28 @@ class OutageGate:
         self.uri = with_connect_timeout(uri)
         self.lock = threading.Lock()
         self.failed_at = float("-inf")
+        self.passed_at = float("-inf")
         self.reason = ""
 
     def pass_or_refuse(self) -> None:
-        """Return when the database answers; else raise MLflow's 503 error at once."""
-        if time.monotonic() - self.failed_at < PROBE_INTERVAL_SECONDS:
+        """Return when the database answers; else raise MLflow's 503 error, at once while a
+        recent probe failed. A caller arriving during a probe shares its outcome."""
+        asked = time.monotonic()
+        if asked - self.failed_at < PROBE_INTERVAL_SECONDS:
             raise unavailable(self.reason)
-        if not self.lock.acquire(blocking=False):
-            raise unavailable(self.reason or "the database is being reconnected")
+        if not self.lock.acquire(timeout=CONNECT_TIMEOUT_SECONDS + 1):
+            raise unavailable(self.reason or "no answer from the database")
+        try:
+            if self.passed_at >= asked:
+                return
+            if self.failed_at < asked:
+                self.probe()
+                return
+        finally:
+            self.lock.release()
+        raise unavailable(self.reason)
+
+    def probe(self) -> None:
         try:
             self.connect_once()
         except Exception as error:
@@ -76,8 +90,7 @@ class OutageGate:
             password = urlsplit(self.uri).password
             self.reason = redact(error_line(error), [password] if password else [])
             raise unavailable(self.reason) from None
-        finally:
-            self.lock.release()
+        self.passed_at = time.monotonic()
 
     def connect_once(self) -> None:
         import sqlalchemy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -40,3 +41,28 @@ def test_a_refused_connection_is_503_at_once_and_not_retried_for_a_while() -> No
         assert refused.value.error_code == "TEMPORARILY_UNAVAILABLE"
         assert "pw-Secr3t" not in refused.value.message
     assert len(attempts) == 1  # the next probe waits for the interval
+
+
+def test_callers_during_a_probe_share_its_success() -> None:
+    """The tracking and registry stores are built at once for one database (the self-check
+    asks both in parallel): the second must not be refused while the first connects."""
+    gate = OutageGate("postgresql://mlflow@127.0.0.1:1/mlflow")
+    probing, release, attempts = threading.Event(), threading.Event(), []
+
+    def slow_success() -> None:
+        attempts.append(1)
+        probing.set()
+        release.wait(5)
+
+    gate.connect_once = slow_success
+    first = threading.Thread(target=gate.pass_or_refuse)
+    first.start()
+    probing.wait(5)
+    second_outcome: list[object] = []
+    second = threading.Thread(target=lambda: second_outcome.append(gate.pass_or_refuse()))
+    second.start()
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert second_outcome == [None]
+    assert len(attempts) == 1
