@@ -21,6 +21,7 @@ from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.native_routes import NativeRoutes
 from mlflow_app.request_id import RequestId
+from mlflow_app.sqlite_writes import tune_every_sqlite_connection
 from mlflow_app.volume_artifacts import keep_artifacts_in_volume
 from mlflow_app.wsgi_types import WSGIApp
 
@@ -72,6 +73,7 @@ def prepare_stores(settings: Settings) -> None:
         keep_artifacts_in_volume(settings)
     else:
         fail_fast_while_unreachable(settings)
+        tune_every_sqlite_connection()
     if settings.metrics:
         metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)

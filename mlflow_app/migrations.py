@@ -18,6 +18,7 @@ import sqlalchemy
 
 from mlflow_app.config import Settings, mask_uri, uri_scheme
 from mlflow_app.database_outage import with_connect_timeout
+from mlflow_app.sqlite_writes import use_wal
 
 _LOCK_NAME = "mlflow_app_schema_migration"
 _LOCK_WAIT_SECONDS = 600
@@ -64,6 +65,8 @@ def _prepare(uri: str, mode: str) -> str:
         with _migration_lock(engine):
             current = _get_schema_version(engine)
             fresh = current is None and not _all_tables_exist(engine)
+            if engine.dialect.name == "sqlite":
+                use_wal(engine)  # persistent in the file: readers no longer wait for writers
             if current == head:
                 return f"{shown}: schema is current ({head})"
             found = "no MLflow tables" if fresh else f"schema {current}"
