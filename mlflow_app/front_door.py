@@ -32,6 +32,7 @@ _FORWARDED = (
     "HTTP_X_FORWARDED_PREFIX",
     "HTTP_FORWARDED",
 )
+_PEER_CACHE_SIZE = 4096
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -44,17 +45,28 @@ class ForwardedHeaders:
         self.trusted_proxies = tuple(trusted_proxies)
         # One proxy hop: the value the trusted proxy appended or set is the last one.
         self.proxy_fix = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
+        self._peers: dict[str, bool] = {}  # a few proxies and clients, asked on every request
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         trusted = self.is_trusted(environ.get("REMOTE_ADDR", ""))
         environ[TRUSTED_PEER_KEY] = trusted
-        if trusted:
+        forwarded = [key for key in _FORWARDED if key in environ]
+        if trusted and forwarded:
             return self.proxy_fix(environ, start_response)
-        for key in _FORWARDED:  # nobody downstream (MLflow included) may believe them
-            environ.pop(key, None)
+        for key in forwarded:  # nobody downstream (MLflow included) may believe them
+            del environ[key]
         return self.app(environ, start_response)
 
     def is_trusted(self, address: str) -> bool:
+        trusted = self._peers.get(address)
+        if trusted is None:
+            trusted = self._peer_in_networks(address)
+            if len(self._peers) >= _PEER_CACHE_SIZE:
+                self._peers.clear()
+            self._peers[address] = trusted
+        return trusted
+
+    def _peer_in_networks(self, address: str) -> bool:
         try:
             peer = ip_address(address)
         except ValueError:

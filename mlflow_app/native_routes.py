@@ -44,6 +44,9 @@ def fastapi_route_templates() -> list[tuple[re.Pattern[str], frozenset[str], str
     return templates
 
 
+_ROUTE_CACHE_SIZE = 4096
+
+
 class NativeRoutes:
     """Dispatch to Flask when it has a rule for the request, else to MLflow's FastAPI app."""
 
@@ -53,6 +56,9 @@ class NativeRoutes:
         self.flask_app = flask_app
         self.asgi_app = create_fastapi_app(flask_app)
         self.asgi_templates = fastapi_route_templates()
+        # (method, path) -> Flask rule or None: matching costs ~20 us and Flask matches again;
+        # most requests repeat a few paths (the UI's files, the API's fixed routes).
+        self._routes: dict[tuple[str, str], str | None] = {}
         self._bridge: WSGIApp | None = None
         self._lock = threading.Lock()
 
@@ -67,6 +73,16 @@ class NativeRoutes:
 
     def flask_route(self, environ: WSGIEnviron) -> str | None:
         """The URL rule Flask would dispatch this request to, or None."""
+        key = (environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""))
+        if key in self._routes:
+            return self._routes[key]
+        route = self.match_flask_route(environ)
+        if len(self._routes) >= _ROUTE_CACHE_SIZE:
+            self._routes.clear()  # paths with ids (artifacts) would otherwise grow it forever
+        self._routes[key] = route
+        return route
+
+    def match_flask_route(self, environ: WSGIEnviron) -> str | None:
         adapter = self.flask_app.url_map.bind_to_environ(environ)
         try:
             rule, _ = adapter.match(return_rule=True)
