@@ -37,7 +37,7 @@ def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
     readiness = ReadinessReport(
         settings, on_refresh=metrics.record_readiness if settings.metrics else None
     )
-    chain: list[Middleware | None] = [
+    chain: list[Middleware] = [
         RequestId,
         partial(ForwardedHeaders, trusted_proxies=settings.trusted_proxies),
         partial(
@@ -46,23 +46,22 @@ def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
             allowed_origins=settings.cors_allowed_origins,
             exempt_paths=health_paths(settings) + exposition_paths(settings),
         ),
-        None
-        if settings.access.mode == "none"
-        else partial(
-            AccessControl,
-            access=settings.access,
-            open_paths=health_paths(settings),
-            own_paths=exposition_paths(settings) if settings.metrics else (),
-        ),
-        partial(metrics.Metrics, exposition_paths=exposition_paths(settings))
-        if settings.metrics
-        else None,
-        partial(HealthEndpoints, settings=settings, readiness=readiness),
     ]
+    if settings.access.mode != "none":
+        chain.append(
+            partial(
+                AccessControl,
+                access=settings.access,
+                open_paths=health_paths(settings),
+                own_paths=exposition_paths(settings) if settings.metrics else (),
+            )
+        )
+    if settings.metrics:
+        chain.append(partial(metrics.Metrics, exposition_paths=exposition_paths(settings)))
+    chain.append(partial(HealthEndpoints, settings=settings, readiness=readiness))
     app: WSGIApp = mlflow_routes(settings, mlflow_app)
     for middleware in reversed(chain):
-        if middleware is not None:
-            app = middleware(app)
+        app = middleware(app)
     return app
 
 
