@@ -136,7 +136,32 @@ def _checks(settings: Settings, write_probe: bool) -> list[Check]:
                 settings, write_probe, f"check {setting} exists and this service may write to it"
             )
         )
+    if settings.platform.cloud_run_service and (local := _local_artifact_path(settings)):
+        checks.append(
+            Check(
+                "artifact_store",
+                lambda: _refuse_disk_that_vanishes(local),
+                "set MLFLOW_ARTIFACTS_DESTINATION=gs://<bucket>/<prefix> (a bucket the "
+                "service account may write)",
+            )
+        )
     return checks
+
+
+def _local_artifact_path(settings: Settings) -> str | None:
+    """Where artifacts would land on this machine's disk, if they would."""
+    root = settings.default_artifact_root
+    if root.startswith("mlflow-artifacts:"):
+        destination = settings.artifacts_destination or ""
+        return destination if "://" not in destination else None
+    return root if root and "://" not in root else None
+
+
+def _refuse_disk_that_vanishes(path: str) -> str:
+    raise RuntimeError(
+        f"artifacts would be written to the container's disk ({path}), which Cloud Run "
+        "discards when an instance stops"
+    )
 
 
 def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:

@@ -7,9 +7,10 @@ that documents every variable; `mlflow-app config` and the README render it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -38,7 +39,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MLFLOW_BACKEND_STORE_URI",
         "(derived)",
-        "Tracking store URI: sqlite:///..., postgresql://..., mysql://..., databricks. "
+        "Tracking store URI: sqlite:///..., postgresql://..., mysql://... (PyMySQL), databricks. "
         "Unset: `databricks` on Databricks Apps, else SQLite under MLFLOW_APP_DATA_DIR.",
         aliases=("MLFLOW_TRACKING_URI",),
     ),
@@ -64,6 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Artifact root for new experiments (s3://, gs://, or the proxy). In Databricks mode a "
         "UC volume (/Volumes/<catalog>/<schema>/<volume>[/<dir>] or <catalog>.<schema>.<volume>)"
         ": new experiments keep artifacts there, reached through the proxy.",
+        aliases=("MLFLOW_ARTIFACT_ROOT",),
     ),
     Setting(
         "MLFLOW_ARTIFACTS_DESTINATION",
@@ -419,7 +421,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         profile, backend_uri = "embedded", f"sqlite:///{data_dir / 'mlflow.db'}"
     registry_uri = _store_uri(*registry, registry=True) if registry else backend_uri
 
-    volume_root = _volume_root(env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT"), profile)
+    root = env.first("MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_ARTIFACT_ROOT")
+    volume_root = _volume_root(root[1] if root else None, profile)
     serve_artifacts = env.boolean(
         "MLFLOW_SERVE_ARTIFACTS", default=profile != "databricks" or volume_root is not None
     )
@@ -429,7 +432,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     else:
         artifact_root = (
             volume_root
-            or env.get("MLFLOW_DEFAULT_ARTIFACT_ROOT")
+            or (root[1] if root else None)
             or _default_artifact_root(profile, serve_artifacts, data_dir)
         )
         destination = env.get("MLFLOW_ARTIFACTS_DESTINATION") or (
@@ -741,7 +744,11 @@ def _default_artifact_root(profile: str, serve_artifacts: bool, data_dir: Path) 
 
 
 def _store_uri(name: str, uri: str, registry: bool = False) -> str:
-    """Validate a tracking or registry store URI; returns it unchanged."""
+    """Validate a tracking or registry store URI; a plain mysql:// gets the driver we ship."""
+    if uri[:8].lower() == "mysql://":
+        # SQLAlchemy's default for mysql:// is mysqlclient, which needs C libraries; recipes
+        # write plain mysql:// and mean "MySQL", so it is served by PyMySQL.
+        return "mysql+pymysql://" + uri[8:]
     scheme = uri_scheme(uri)
     if scheme in ("http", "https"):
         raise ConfigError(
@@ -822,6 +829,20 @@ def _allowed_hosts(raw: str | None, platform: Platform) -> tuple[str, ...]:
     elif platform.cloud_run_service:
         public = ("*.run.app", "*.run.app:*")
     return _LOCAL_HOSTS + public
+
+
+def unrecognised_settings(
+    environ: Mapping[str, str], known_elsewhere: Iterable[str] = ()
+) -> list[str]:
+    """One warning line per MLFLOW_* variable neither this service nor MLflow reads."""
+    known = {n for s in SETTINGS for n in (s.name, *s.aliases)} | set(known_elsewhere)
+    lines = []
+    for name in sorted(environ):
+        if name.startswith("MLFLOW_") and name not in known:
+            guess = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {guess[0]}?" if guess else "; see `mlflow-app config --table`"
+            lines.append(f"{name} is not a setting of mlflow-app or MLflow and is ignored{hint}")
+    return lines
 
 
 def settings_table() -> str:

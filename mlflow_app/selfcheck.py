@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import multiprocessing
+import os
 import socket
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from mlflow_app.checks import (
     run_checks,
     secrets_in,
 )
-from mlflow_app.config import Settings
+from mlflow_app.config import Settings, unrecognised_settings
 from mlflow_app.migrations import SchemaError, prepare_schema
 
 
@@ -64,6 +65,8 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     sessions, cloud storage clients), so none is inherited by, and shared between, the workers
     the master forks next.
     """
+    for line in unrecognised_settings(os.environ, mlflow_setting_names()):
+        log.warning("%s", line)
     outcome = _in_forked_child(schema_and_checks, settings)
     if outcome[0] == "stop":
         raise StartupError(outcome[1])
@@ -82,6 +85,17 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
         f"self-check failed ({', '.join(r.name for r in failed)}); "
         "set MLFLOW_APP_START_DEGRADED=true to start anyway\n" + table
     )
+
+
+def mlflow_setting_names() -> set[str]:
+    """The environment variables MLflow itself declares (mlflow.environment_variables)."""
+    import mlflow.environment_variables as declared
+
+    return {
+        variable.name
+        for variable in vars(declared).values()
+        if isinstance(getattr(variable, "name", None), str) and hasattr(variable, "get")
+    }
 
 
 def schema_and_checks(settings: Settings) -> tuple:

@@ -140,11 +140,21 @@ def test_check_command_fails_on_a_dead_backend(tmp_path):
 
 
 def test_platform_public_host_is_allowed_and_others_are_refused(run_server):
-    server = run_server(K_SERVICE="mlflow")  # Cloud Run: the proxy forwards *.run.app
+    # Cloud Run: the proxy forwards *.run.app. Local artifacts fail the self-check there (they
+    # vanish with the instance), so this server starts degraded and is probed for liveness.
+    server = run_server(K_SERVICE="mlflow", MLFLOW_APP_START_DEGRADED="true")
     url = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
     public = requests.get(url, headers={"Host": "mlflow-x7.a.run.app"}, timeout=10)
     foreign = requests.get(url, headers={"Host": "attacker.example"}, timeout=10)
-    probe = requests.get(f"{server.url}/readyz", headers={"Host": "10.1.2.3:8080"}, timeout=10)
+    probe = requests.get(f"{server.url}/healthz", headers={"Host": "10.1.2.3:8080"}, timeout=10)
     assert public.status_code == 200
     assert foreign.status_code == 403
     assert probe.status_code == 200
+
+
+def test_local_artifacts_on_cloud_run_fail_the_self_check_with_the_fix(tmp_path) -> None:
+    code, output = run_to_exit(tmp_path, K_SERVICE="mlflow", MLFLOW_WORKER="3")
+    assert code != 0
+    assert "Cloud Run discards when an instance stops" in output
+    assert "set MLFLOW_ARTIFACTS_DESTINATION=gs://" in output
+    assert "MLFLOW_WORKER is not a setting of mlflow-app or MLflow" in output

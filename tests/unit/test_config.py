@@ -12,6 +12,7 @@ from mlflow_app.config import (
     mask_uri,
     normal_identity,
     settings_table,
+    unrecognised_settings,
 )
 
 
@@ -97,7 +98,7 @@ def test_tracking_and_registry_uri_aliases_are_accepted() -> None:
     settings = load_settings(
         {"MLFLOW_TRACKING_URI": "mysql://u@db/m", "MLFLOW_REGISTRY_URI": "sqlite:////tmp/r.db"}
     )
-    assert settings.backend_store_uri == "mysql://u@db/m"
+    assert settings.backend_store_uri == "mysql+pymysql://u@db/m"  # the driver we ship
     assert settings.registry_store_uri == "sqlite:////tmp/r.db"
 
 
@@ -313,3 +314,34 @@ def test_identities_are_case_folded_emails_or_refused(raw: str, normal: str | No
 def test_a_malformed_admin_identity_stops_startup() -> None:
     with pytest.raises(ConfigError, match="MLFLOW_APP_AUTH_ADMINS: 'a; b' is not"):
         load_settings({"MLFLOW_APP_AUTH": "trusted-header", "MLFLOW_APP_AUTH_ADMINS": "a; b"})
+
+
+@pytest.mark.parametrize(
+    ("uri", "served"),
+    [
+        ("mysql://u:p@db/m", "mysql+pymysql://u:p@db/m"),
+        ("MySQL://u@db/m?charset=utf8mb4", "mysql+pymysql://u@db/m?charset=utf8mb4"),
+        ("mysql+pymysql://u@db/m", "mysql+pymysql://u@db/m"),
+        ("mysql+mysqldb://u@db/m", "mysql+mysqldb://u@db/m"),  # an explicit driver is kept
+    ],
+)
+def test_plain_mysql_uris_use_the_shipped_driver(uri: str, served: str) -> None:
+    assert load_settings({"MLFLOW_BACKEND_STORE_URI": uri}).backend_store_uri == served
+
+
+def test_the_recipes_artifact_root_name_is_read() -> None:
+    settings = load_settings(
+        {"MLFLOW_ARTIFACT_ROOT": "gs://bucket/mlflow", "MLFLOW_SERVE_ARTIFACTS": "false"}
+    )
+    assert settings.default_artifact_root == "gs://bucket/mlflow"
+    both = {"MLFLOW_ARTIFACT_ROOT": "gs://a/x", "MLFLOW_DEFAULT_ARTIFACT_ROOT": "gs://b/y"}
+    assert load_settings(both).default_artifact_root == "gs://b/y"
+
+
+def test_an_unknown_mlflow_variable_gets_a_warning_with_a_guess() -> None:
+    environ = {"MLFLOW_WORKER": "3", "MLFLOW_APP_THREADS": "4", "MLFLOW_TRACKING_TOKEN": "x"}
+    warnings = unrecognised_settings(environ, known_elsewhere={"MLFLOW_TRACKING_TOKEN"})
+    assert warnings == [
+        "MLFLOW_WORKER is not a setting of mlflow-app or MLflow and is ignored; "
+        "did you mean MLFLOW_WORKERS?"
+    ]
