@@ -101,7 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
         " -Host, -For, -Prefix and identity headers are believed; anyone else's are dropped "
         "or refused.",
     ),
-    Setting("MLFLOW_WORKERS", "CPU count (at least 2)", "gunicorn worker processes."),
+    Setting(
+        "MLFLOW_WORKERS",
+        "CPUs the container may use (at least 2)",
+        "gunicorn worker processes. The default reads the cgroup CPU quota and the CPU "
+        "affinity, never the host's CPU count, which a container also sees.",
+    ),
     Setting("MLFLOW_APP_THREADS", "4", "Threads per worker (gthread)."),
     Setting(
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE",
@@ -466,7 +471,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env.get("MLFLOW_APP_TRUSTED_PROXIES"), platform),
         workers=env.integer(
             "MLFLOW_WORKERS",
-            default=max(2, os.cpu_count() or 1),
+            default=max(2, available_cpus()),
             low=1,
             high=64,
             fix="set it to the number of worker processes, e.g. 4",
@@ -784,6 +789,34 @@ def _static_prefix(raw: str) -> str:
             "start it with '/', end it without '/', e.g. /mlflow",
         )
     return raw
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: the fewest of its affinity and its cgroup quota (v2
+    `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded up."""
+    counts = [len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None]
+    counts.append(os.cpu_count())
+    quota = _cgroup_quota(cgroup)
+    if quota is not None:
+        counts.append(quota)
+    return max(1, min(c for c in counts if c))
+
+
+def _cgroup_quota(cgroup: Path) -> int | None:
+    try:
+        fields = (cgroup / "cpu.max").read_text().split()
+    except OSError:
+        try:
+            fields = [
+                (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip(),
+                (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip(),
+            ]
+        except OSError:
+            return None
+    if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
+        return None  # "max" (v2) or -1 (v1): no quota
+    quota, period = int(fields[0]), int(fields[1])
+    return max(1, -(-quota // period)) if period else None
 
 
 def _port(env: _Env) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,19 @@ def test_an_unknown_mlflow_variable_gets_a_warning_with_a_guess() -> None:
         "MLFLOW_WORKER is not a setting of mlflow-app or MLflow and is ignored; "
         "did you mean MLFLOW_WORKERS?"
     ]
+
+
+def test_workers_follow_the_cgroup_quota_not_the_host(tmp_path: Path) -> None:
+    from mlflow_app.config import available_cpus
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert available_cpus(tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == min(len(os.sched_getaffinity(0)), os.cpu_count() or 1)
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(v1) == 1
