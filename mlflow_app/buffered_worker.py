@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import select
@@ -29,6 +28,8 @@ from typing import IO, Any
 from gunicorn.http import errors as http_errors
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from mlflow_app.errors import error_body
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; uvicorn's h11 allows 16 KiB
 SPOOL_BYTES = 1024 * 1024  # bodies beyond this wait in a temporary file, not in memory
@@ -359,7 +360,7 @@ def json_error_bytes(status: int, message: str) -> bytes:
         500: "INTERNAL_ERROR",
         501: "NOT_IMPLEMENTED",
     }.get(status, "BAD_REQUEST")
-    body = json.dumps({"error_code": code, "message": message}).encode()
+    body = error_body(code, message)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "Connection: close\r\nContent-Type: application/json\r\n"

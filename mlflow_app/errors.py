@@ -59,9 +59,8 @@ def install_error_handling(
     def reject_non_object_json() -> Response | None:
         if request.method not in _BODY_METHODS or not is_api_request() or not request.is_json:
             return None
-        try:
-            body = request.get_json(silent=True, cache=True)
-        except RecursionError:
+        body, too_deep = json_body()
+        if too_deep:
             return error_response(
                 400, "INVALID_PARAMETER_VALUE", "The request body is nested too deeply."
             )
@@ -76,11 +75,8 @@ def install_error_handling(
         # MLflow's GraphQL view reads the body as a JSON object and fails with a 500 otherwise.
         if not request.path.endswith("/graphql"):
             return None
-        try:
-            if isinstance(request.get_json(silent=True, cache=True), dict):
-                return None
-        except RecursionError:
-            pass
+        if isinstance(json_body()[0], dict):
+            return None
         return error_response(
             400,
             "INVALID_PARAMETER_VALUE",
@@ -143,6 +139,14 @@ def scrub_error_message(response: Response) -> None:
         response.set_data(json.dumps(body))
 
 
+def json_body() -> tuple[object, bool]:
+    """(the request's JSON body or None, whether it was nested too deeply to parse)."""
+    try:
+        return request.get_json(silent=True, cache=True), False
+    except RecursionError:
+        return None, True
+
+
 def upstream_error(error: BaseException) -> tuple[int, str, str] | None:
     """(status, error code, message) of an upstream API error anywhere in the cause chain.
 
@@ -170,12 +174,17 @@ def json_error(
     extra_headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     """MLflow's JSON error, answered by a WSGI middleware (outside Flask)."""
-    body = json.dumps({"error_code": error_code, "message": message}).encode()
+    body = error_body(error_code, message)
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     start_response(f"{status} {HTTPStatus(status).phrase}", headers + (extra_headers or []))
     return [body]
 
 
+def error_body(error_code: str, message: str) -> bytes:
+    """MLflow's error shape, for every answer that is not a success."""
+    return json.dumps({"error_code": error_code, "message": message}).encode()
+
+
 def error_response(status: int, error_code: str, message: str) -> Response:
-    body = json.dumps({"error_code": error_code, "message": message})
+    body = error_body(error_code, message)
     return Response(body, status=status, mimetype="application/json")
