@@ -3,7 +3,8 @@
 `check` runs the startup self-check and prints its table; `config` prints the effective
 settings (credentials masked) or, with `--table`, every setting with its default;
 `db upgrade` creates or migrates the database schema and `db check` verifies it;
-`setup databricks`, `deploy` and `doctor` set up, ship and diagnose the Databricks app.
+`setup databricks`, `deploy` and `doctor` set up, ship and diagnose the Databricks app;
+`requirements` pins what Databricks Apps installs.
 """
 
 from __future__ import annotations
@@ -35,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=("upgrade", "check"),
         help="upgrade: create or migrate the schema; check: verify it",
     )
+    requirements = commands.add_parser(
+        "requirements", help="print requirements.txt (what Databricks Apps installs), pinned"
+    )
+    requirements.add_argument("--write", action="store_true", help="write it to requirements.txt")
     _databricks_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command in ("setup", "deploy", "doctor"):
         return _databricks(args)
+    if args.command == "requirements":
+        return _requirements(write=args.write)
     if args.command == "config" and args.table:
         print(settings_table())
         return 0
@@ -55,6 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return _database(settings, "auto" if args.action == "upgrade" else "check")
     return _check(settings, as_json=args.json)
+
+
+def _requirements(write: bool) -> int:
+    from mlflow_app.pinned_requirements import RequirementsError, render
+
+    try:
+        text = render(Path.cwd())
+    except (RequirementsError, FileNotFoundError) as error:
+        print(f"mlflow-app: {error}", file=sys.stderr)
+        return 1
+    if write:
+        Path("requirements.txt").write_text(text)
+        print(f"wrote requirements.txt: {len(text.splitlines()) - 2} pinned packages")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _database(settings, mode: str) -> int:
@@ -106,7 +129,9 @@ def _databricks_commands(commands: argparse._SubParsersAction) -> None:
     setup.add_argument("--status", action="store_true", help="print the setup's progress")
     setup.add_argument("--reset", action="store_true", help="forget the setup's progress")
     deploy = commands.add_parser("deploy", help="upload, deploy and validate the Databricks app")
-    deploy.add_argument("--timeout", type=float, default=900, help="seconds to wait for it")
+    deploy.add_argument(
+        "--timeout", type=float, default=1200, help="seconds to wait for compute and deployment"
+    )
     doctor = commands.add_parser("doctor", help="find what is wrong and print the fix")
     doctor.add_argument("--app", help="diagnose this deployed Databricks app (else: locally)")
     for command in (setup, deploy, doctor):
@@ -209,12 +234,16 @@ def _ask(what: str, default: str, choices: list[str] | None = None) -> str:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    import tempfile
+
     from mlflow_app.deploy import (
         DeployFailed,
         deploy_and_wait,
         deployable_files,
+        oauth_token,
         readiness,
         report_readiness,
+        smoke_test,
         upload,
     )
     from mlflow_app.setup_databricks import State
@@ -227,6 +256,7 @@ def _deploy(args: argparse.Namespace) -> int:
     try:
         files = deployable_files(root)
         client = _workspace(args.profile)
+        oauth_token(client)  # refused before anything changes: the proof needs OAuth
         upload(client, root, files, state.target.source_path, sys.stdout)
         deploy_and_wait(
             client,
@@ -235,15 +265,18 @@ def _deploy(args: argparse.Namespace) -> int:
             sys.stdout,
             timeout_seconds=args.timeout,
         )
+        url = client.apps.get(state.target.app).url
+        print(f"validating {url} through the Databricks Apps proxy:")
+        if not report_readiness(*readiness(url, oauth_token(client)), sys.stdout):
+            print("deployed, but not ready: see the fixes above")
+            return 1
+        with tempfile.TemporaryDirectory(prefix="mlflow-app-deploy-") as workdir:
+            smoke_test(url, oauth_token(client), Path(workdir), sys.stdout)
     except DeployFailed as error:
         print(f"mlflow-app: {error}", file=sys.stderr)
         return 1
-    url = client.apps.get(state.target.app).url
-    status, report = readiness(client, url)
-    print(f"validating {url}/readyz:")
-    healthy = report_readiness(status, report, sys.stdout)
-    print("deployed and ready" if healthy else "deployed, but not ready: see the fixes above")
-    return 0 if healthy else 1
+    print(f"deployed and ready: {url}")
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -64,7 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
         "mlflow-artifacts:/",
         "Artifact root for new experiments (s3://, gs://, or the proxy). In Databricks mode a "
         "UC volume (/Volumes/<catalog>/<schema>/<volume>[/<dir>] or <catalog>.<schema>.<volume>)"
-        ": new experiments keep artifacts there, reached through the proxy.",
+        ": new experiments keep artifacts there, reached through the proxy. A volume without a "
+        "directory (what app.yaml's `valueFrom` gives) means its `mlflow` directory.",
         aliases=("MLFLOW_ARTIFACT_ROOT",),
     ),
     Setting(
@@ -719,6 +720,7 @@ def uri_scheme(uri: str) -> str:
 
 
 _VOLUME_FORM = "/Volumes/<catalog>/<schema>/<volume>[/<directory>]"
+VOLUME_DIRECTORY = "mlflow"  # where artifacts go when the setting names only the volume
 
 
 def _volume_root(raw: str | None, profile: str) -> str | None:
@@ -737,7 +739,8 @@ def _volume_root(raw: str | None, profile: str) -> str | None:
             f"'{raw}' is not inside a Unity Catalog volume",
             f"set it to {_VOLUME_FORM}",
         )
-    return "dbfs:" + path
+    # MLflow refuses a volume's own root as an artifact location; it needs a path inside.
+    return "dbfs:" + (path if len(parts) > 3 else f"{path}/{VOLUME_DIRECTORY}")
 
 
 def _default_artifact_root(profile: str, serve_artifacts: bool, data_dir: Path) -> str:

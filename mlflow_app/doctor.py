@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from mlflow_app.deploy import readiness
+from mlflow_app.deploy import READY_PATH, DeployFailed, oauth_token, readiness
 from mlflow_app.setup_databricks import VOLUME_RESOURCE_KEY, missing_privileges
 
 
@@ -39,7 +39,12 @@ def _compute(app: Any) -> Finding:
     state = (
         app.compute_status.state.value if app.compute_status and app.compute_status.state else "?"
     )
-    return Finding("compute", state == "ACTIVE", state, f"databricks apps start {app.name}")
+    return Finding(
+        "compute",
+        state == "ACTIVE",
+        state,
+        f"mlflow-app deploy (starts it), or databricks apps start {app.name}",
+    )
 
 
 def _deployment(app: Any) -> Finding:
@@ -93,13 +98,17 @@ def _volume_and_grants(client: Any, app: Any) -> list[Finding]:
 
 def _ready(client: Any, url: str) -> Finding:
     try:
-        status, report = readiness(client, url)
+        status, report = readiness(url, oauth_token(client))
+    except DeployFailed as refused:
+        return Finding("readyz", False, "cannot call the app through its proxy", str(refused))
     except Exception as error:  # unreachable app: reported, not raised
         return Finding("readyz", False, f"{url} did not answer: {error}", "check the app's logs")
     failed = [c for c in report.get("checks", []) if c.get("status") == "failed"]
-    if status == 200:
-        return Finding("readyz", True, f"{url}/readyz: every check passed")
-    detail = "; ".join(f"{c['name']}: {c.get('reason', '')}" for c in failed) or f"HTTP {status}"
+    if status == 200 and "error" not in report:
+        return Finding("readyz", True, f"{url}{READY_PATH}: every check passed")
+    detail = "; ".join(f"{c['name']}: {c.get('reason', '')}" for c in failed) or (
+        f"HTTP {status} {report.get('error', '')}".strip()
+    )
     fix = "; ".join(c.get("fix", "") for c in failed) or "databricks apps logs <app>"
     return Finding("readyz", False, detail, fix)
 

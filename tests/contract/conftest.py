@@ -27,6 +27,13 @@ class StandIn:
     url: str
     process: subprocess.Popen
     state_dir: Path
+    tls_url: str  # the same workspace over HTTPS, as apps reach it
+    proxy_port: int  # the Databricks Apps proxy: https://<app>-<workspace id>.<domain>:<port>
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA that signed the workspace's and the proxy's certificates."""
+        return self.state_dir / "ca.pem"
 
     def volume_file(self, path: str) -> Path:
         """Where the workspace keeps a /Volumes/... file."""
@@ -76,7 +83,7 @@ def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]
     """The stand-in workspace; `@pytest.mark.token_ttl(seconds)` shortens token lifetimes."""
     marker = request.node.get_closest_marker("token_ttl")
     token_ttl = str(marker.args[0]) if marker else "3600"
-    port = free_port()
+    port, tls_port, proxy_port = free_port(), free_port(), free_port()
     log = (tmp_path / "standin.log").open("wb")
     process = subprocess.Popen(
         [
@@ -85,6 +92,10 @@ def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]
             "tests.contract.standin",
             "--port",
             str(port),
+            "--tls-port",
+            str(tls_port),
+            "--proxy-port",
+            str(proxy_port),
             "--state-dir",
             str(tmp_path / "workspace"),
             "--client-id",
@@ -107,7 +118,13 @@ def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    workspace = StandIn(f"http://127.0.0.1:{port}", process, tmp_path / "workspace")
+    workspace = StandIn(
+        f"http://127.0.0.1:{port}",
+        process,
+        tmp_path / "workspace",
+        f"https://127.0.0.1:{tls_port}",
+        proxy_port,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -12,9 +12,13 @@ It rejects missing, unknown and expired tokens as Databricks does, and a test ca
 429 (with Retry-After), 5xx, latency, permission denials or a full outage, and read counters
 of token requests, API requests and client connections under `/_standin/`.
 
-Run: python -m tests.contract.standin --port P --state-dir DIR --client-id ID
-     --client-secret SECRET [--token-ttl 3600] [--pat TOKEN] [--volume /Volumes/c/s/v]
-     [--user-token TOKEN=user@example.com]
+Databricks Apps (create, start, stop, deploy, the runtime and the proxy) live in
+standin_platform and standin_apps; the workspace also answers over HTTPS on --tls-port, and
+every app's proxy listens on --proxy-port.
+
+Run: python -m tests.contract.standin --port P --tls-port T --proxy-port X --state-dir DIR
+     --client-id ID --client-secret SECRET [--token-ttl 3600] [--pat TOKEN]
+     [--volume /Volumes/c/s/v] [--user-token TOKEN=user@example.com]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
 
+from tests.contract.standin_apps import APPS_DOMAIN, AppRuntime, AppsProxy, serve_tls
 from tests.contract.standin_platform import Platform
 
 _ARTIFACT_LOCATION_SCHEMES = ("dbfs:/", "s3://", "s3a://", "abfss://", "gs://", "wasbs://")
@@ -51,14 +56,30 @@ class Fault:
 
 
 @dataclass
+class Token:
+    principal: str
+    expires: float
+    scopes: tuple[str, ...] = ("all-apis",)
+
+
+# What a token with a narrower scope than all-apis may call (Databricks Apps user scopes).
+SCOPE_PATHS = {
+    "files.files": ("/api/2.0/fs/",),
+    "iam.current-user:read": ("/api/2.0/preview/scim/v2/Me",),
+    "iam.access-control:read": ("/api/2.0/permissions/",),
+    "sql": ("/api/2.0/sql/",),
+    "serving.serving-endpoints": ("/api/2.0/serving-endpoints",),
+}
+
+
+@dataclass
 class State:
-    client_id: str
-    client_secret: str
+    clients: dict[str, str]  # OAuth client id -> secret (the test's and each app's principal)
     token_ttl: float
     pats: dict[str, str]
     volumes: list[str]
     root: Path
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     denied: dict[str, set[str]] = field(default_factory=dict)
     uc_models: dict[str, dict] = field(default_factory=dict)
@@ -197,12 +218,9 @@ class Workspace:
                 state.denied.setdefault(body["principal"], set()).add(body["prefix"])
             elif request.path == "/_standin/down":
                 state.down = bool(body.get("down", True))
-            elif request.path == "/_standin/app-url":
-                self.platform.app_urls[body["name"]] = body["url"]
-                if body["name"] in self.platform.apps:
-                    self.platform.apps[body["name"]]["url"] = body["url"]
             elif request.path == "/_standin/expire-tokens":
-                state.tokens = {t: (p, 0.0) for t, (p, _) in state.tokens.items()}
+                for token in state.tokens.values():
+                    token.expires = 0.0
             else:
                 return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
         return json_response({})
@@ -278,14 +296,12 @@ class Workspace:
             client_id, _, client_secret = decoded.partition(":")
         if form.get("grant_type") != "client_credentials":
             return json_response({"error": "unsupported_grant_type"}, 400)
-        if client_id != self.state.client_id or client_secret != self.state.client_secret:
+        if not client_id or self.state.clients.get(client_id) != client_secret:
             return json_response(
                 {"error": "invalid_client", "error_description": "Client authentication failed"},
                 401,
             )
-        token = "standin-" + secrets.token_hex(16)
-        with self.state.lock:
-            self.state.tokens[token] = (client_id, time.time() + self.state.token_ttl)
+        token = self.mint_token(client_id)
         return json_response(
             {
                 "access_token": token,
@@ -294,6 +310,20 @@ class Workspace:
                 "scope": form.get("scope", "all-apis"),
             }
         )
+
+    def mint_token(self, principal: str, scopes: tuple[str, ...] = ("all-apis",)) -> str:
+        token = "standin-" + secrets.token_hex(16)
+        with self.state.lock:
+            self.state.tokens[token] = Token(
+                principal, time.time() + self.state.token_ttl, tuple(scopes)
+            )
+        return token
+
+    def oauth_principal(self, token: str) -> str | None:
+        """Who an unexpired OAuth access token belongs to (for the Apps proxy)."""
+        with self.state.lock:
+            known = self.state.tokens.get(token)
+        return known.principal if known and time.time() < known.expires else None
 
     def authenticate(self, request: Request) -> tuple[str, Response | None]:
         header = request.headers.get("Authorization", "")
@@ -308,10 +338,20 @@ class Workspace:
             known = self.state.tokens.get(token)
         if known is None:
             return "", api_error(403, "403", "Invalid access token.")
-        principal, expires = known
-        if time.time() >= expires:
+        if time.time() >= known.expires:
             return "", api_error(403, "403", "Invalid access token. Token expired.")
-        return principal, None
+        if "all-apis" not in known.scopes and not any(
+            request.path.startswith(prefix)
+            for s in known.scopes
+            for prefix in SCOPE_PATHS.get(s, ())
+        ):
+            return "", api_error(
+                403,
+                "PERMISSION_DENIED",
+                f"Provided OAuth token does not have required scopes for {request.path}; "
+                f"it has: {' '.join(known.scopes)}",
+            )
+        return known.principal, None
 
     # --- Unity Catalog registry (the calls MLflow's databricks-uc store makes) ------------------
     def refuse_artifact_location(self, body: bytes) -> Response | None:
@@ -579,8 +619,7 @@ def build(args: argparse.Namespace) -> Workspace:
     from mlflow.server import app as mlflow_app
 
     state = State(
-        client_id=args.client_id,
-        client_secret=args.client_secret,
+        clients={args.client_id: args.client_secret},
         token_ttl=args.token_ttl,
         pats={
             **dict.fromkeys(args.pat, "pat-user@example.com"),
@@ -589,14 +628,56 @@ def build(args: argparse.Namespace) -> Workspace:
         volumes=[v.rstrip("/") for v in args.volume],
         root=root,
     )
-    platform = Platform(root=root, volumes=state.volumes)
+    runtime = AppRuntime(
+        root=root,
+        workspace_host=f"127.0.0.1:{args.tls_port}",
+        ca_bundle=root / "ca.pem",
+        lock=state.lock,
+        prepare_seconds=args.deploy_prepare_seconds,
+    )
+    platform = Platform(
+        root=root,
+        volumes=state.volumes,
+        runtime=runtime,
+        proxy_port=args.proxy_port,
+        register_client=state.clients.__setitem__,
+        app_start_seconds=args.app_start_seconds,
+    )
     platform.seed()
     return Workspace(state, mlflow_app, platform)
+
+
+def front_doors(workspace: Workspace, args: argparse.Namespace) -> None:
+    """The workspace over HTTPS (what DATABRICKS_HOST without a scheme means) and the Apps
+    proxy, both with a certificate from a CA whose PEM is <state-dir>/ca.pem."""
+    import trustme
+
+    root = Path(args.state_dir)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    issued = ca.issue_cert("127.0.0.1", "localhost", f"*.{APPS_DOMAIN}")
+    issued.cert_chain_pems[0].write_to_path(str(root / "tls-cert.pem"))
+    issued.private_key_pem.write_to_path(str(root / "tls-key.pem"))
+    cert, key = root / "tls-cert.pem", root / "tls-key.pem"
+    serve_tls(workspace, args.tls_port, cert, key)
+    state = workspace.state
+    proxy = AppsProxy(
+        apps=workspace.platform.apps,
+        runtime=workspace.platform.runtime,
+        lock=state.lock,
+        token_principal=workspace.oauth_principal,
+        is_personal_access_token=state.pats.__contains__,
+        mint_token=lambda principal, scopes: workspace.mint_token(principal, tuple(scopes)),
+        users={u for u in state.pats.values() if "@" in u},
+    )
+    serve_tls(proxy, args.proxy_port, cert, key)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tls-port", type=int, required=True)
+    parser.add_argument("--proxy-port", type=int, required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--client-secret", required=True)
@@ -604,12 +685,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pat", action="append", default=[])
     parser.add_argument("--volume", action="append", default=[])
     parser.add_argument("--user-token", action="append", default=[], help="TOKEN=user@example.com")
+    parser.add_argument("--app-start-seconds", type=float, default=3.0)
+    parser.add_argument("--deploy-prepare-seconds", type=float, default=1.0)
     return parser.parse_args(argv)
 
 
 def main() -> None:
     """Serve with gunicorn (one process, so state is shared; gthread for HTTP/1.1 keep-alive,
-    which the real workspace offers and connection-reuse tests rely on)."""
+    which the real workspace offers and connection-reuse tests rely on). The HTTPS doors and
+    the deployed apps live in the worker; the apps stop when it exits."""
     from gunicorn.app.base import BaseApplication
 
     args = parse_args(sys.argv[1:])
@@ -626,10 +710,12 @@ def main() -> None:
                 "graceful_timeout": 1,
                 "control_socket_disable": True,
                 "loglevel": "warning",
+                "worker_exit": lambda server, worker: app.platform.runtime.stop_all(),
             }.items():
                 self.cfg.set(key, value)
 
         def load(self):
+            front_doors(app, args)
             return app
 
     StandInServer().run()

@@ -2,7 +2,8 @@
 
 Built from the public REST reference: Unity Catalog catalogs, schemas and volumes
 (`/api/2.1/unity-catalog/...`), grants and effective permissions, Databricks Apps
-(`/api/2.0/apps`: create, get, update, deployments) and workspace files
+(`/api/2.0/apps`: create, get, update, start, stop, deployments; compute that takes time to
+start, and the platform's refusals; standin_apps runs what is deployed) and workspace files
 (`/api/2.0/workspace/{mkdirs,import,get-status,delete}`). Every securable records its owner;
 the caller owns what it creates and the app's service principal holds only what is granted.
 """
@@ -12,12 +13,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
+
+from tests.contract.standin_apps import app_host
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -30,6 +36,7 @@ def api_error(status: int, error_code: str, message: str) -> Response:
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _APP_NAME = re.compile(r"[a-z0-9-]{2,30}")
+_APP_MUTABLE = ("description", "resources", "user_api_scopes")
 
 
 @dataclass
@@ -42,7 +49,10 @@ class Platform:
     grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     apps: dict[str, dict] = field(default_factory=dict)
     deployments: dict[str, dict] = field(default_factory=dict)
-    app_urls: dict[str, str] = field(default_factory=dict)
+    runtime: Any = None  # standin_apps.AppRuntime: runs what is deployed
+    proxy_port: int = 0  # the Apps proxy's port; an app's URL is https://<app host>:<port>
+    register_client: Callable[[str, str], None] = lambda client_id, secret: None
+    app_start_seconds: float = 3.0
     workspace_files: dict[str, bytes] = field(default_factory=dict)
     workspace_dirs: set[str] = field(default_factory=lambda: {"/", "/Workspace", "/Users"})
 
@@ -224,34 +234,45 @@ class Platform:
     def app_call(self, request: Request, principal: str, rest: str, base_url: str) -> Response:
         body = request.get_json(silent=True) or {}
         if rest == "" and request.method == "POST":
-            return self.create_app(body, principal, base_url)
+            return self.create_app(body, principal)
         if rest == "" and request.method == "GET":
-            return json_response({"apps": list(self.apps.values())})
+            return json_response({"apps": [self.app_view(a) for a in self.apps.values()]})
         name, _, sub = rest.lstrip("/").partition("/")
         app = self.apps.get(name)
         if app is None:
             return api_error(
                 404, "RESOURCE_DOES_NOT_EXIST", f"App with name {name} does not exist."
             )
-        if sub == "" and request.method == "GET":
-            return json_response(app)
-        if sub == "" and request.method == "PATCH":
-            for key in ("description", "resources", "user_api_scopes"):
-                if key in body:
-                    app[key] = body[key]
-            self.grant_resources(app)
-            return json_response(app)
-        if sub == "deployments" and request.method == "POST":
+        self.refresh(app)
+        action = (request.method, sub.split("/", 1)[0])
+        if action == ("GET", ""):
+            return json_response(self.app_view(app))
+        if action == ("PATCH", ""):
+            return self.replace_app(app, body)
+        if action == ("DELETE", ""):
+            return self.delete_app(app)
+        if action == ("POST", "update"):
+            return self.masked_update(app, body)
+        if action == ("GET", "update"):
+            return json_response(app.get("_last_update") or {"status": {"state": "NOT_UPDATED"}})
+        if action == ("POST", "start"):
+            return self.start_app(app)
+        if action == ("POST", "stop"):
+            return self.stop_app(app)
+        if action == ("POST", "deployments"):
             return self.deploy(app, body)
-        if sub.startswith("deployments/") and request.method == "GET":
+        if action == ("GET", "deployments") and "/" in sub:
             deployment = self.deployments.get(sub.split("/", 1)[1])
             if deployment is None:
                 return api_error(404, "RESOURCE_DOES_NOT_EXIST", "No such deployment.")
-            self.advance(app, deployment)
             return json_response(deployment)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
 
-    def create_app(self, body: dict, principal: str, base_url: str) -> Response:
+    @staticmethod
+    def app_view(app: dict) -> dict:
+        return {k: v for k, v in app.items() if not k.startswith("_")}
+
+    def create_app(self, body: dict, principal: str) -> Response:
         name = body.get("name", "")
         if not _APP_NAME.fullmatch(name):
             return api_error(
@@ -264,21 +285,86 @@ class Platform:
             return api_error(
                 409, "RESOURCE_ALREADY_EXISTS", f"An app with name {name} already exists."
             )
+        client_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"standin-app-{name}"))
+        secret = "dose" + secrets.token_hex(16)
+        self.register_client(client_id, secret)
         app = {
             "name": name,
             "description": body.get("description", ""),
             "resources": body.get("resources", []),
-            "service_principal_client_id": f"sp-{name}-0000",
+            "user_api_scopes": body.get("user_api_scopes", []),
+            "service_principal_client_id": client_id,
             "service_principal_name": f"app-{name}",
-            "url": self.app_urls.get(name, f"{base_url}/_standin/apps/{name}"),
-            "compute_status": {"state": "ACTIVE"},
+            "url": f"https://{app_host(name)}:{self.proxy_port}",
             "app_status": {"state": "UNAVAILABLE", "message": "App has not been deployed yet."},
             "creator": principal,
             "create_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "_client_secret": secret,
         }
+        self.start_compute(app, redeploy=False)
         self.apps[name] = app
         self.grant_resources(app)
-        return json_response(app)
+        return json_response(self.app_view(app))
+
+    def start_compute(self, app: dict, redeploy: bool) -> None:
+        """New or restarted compute takes `app_start_seconds` to become ACTIVE."""
+        app["compute_status"] = {"state": "STARTING", "message": "App compute is starting."}
+        app["_active_at"] = time.monotonic() + self.app_start_seconds
+        app["_redeploy"] = redeploy
+
+    def refresh(self, app: dict) -> None:
+        """Time passes: STARTING compute becomes ACTIVE, and a restarted app redeploys its
+        last active deployment on its own (so a deploy right after a start is refused)."""
+        if app["compute_status"]["state"] != "STARTING" or time.monotonic() < app["_active_at"]:
+            return
+        app["compute_status"] = {"state": "ACTIVE", "message": "App compute is active."}
+        last = app.get("active_deployment")
+        if app.pop("_redeploy", False) and last:
+            self.start_deployment(app, last["source_code_path"])
+
+    def replace_app(self, app: dict, body: dict) -> Response:
+        """PATCH is a full replacement: a field not sent is cleared (the SDK says so)."""
+        for key in _APP_MUTABLE:
+            app[key] = body.get(key, [] if key != "description" else "")
+        self.grant_resources(app)
+        return json_response(self.app_view(app))
+
+    def masked_update(self, app: dict, body: dict) -> Response:
+        mask = [f.strip() for f in (body.get("update_mask") or "").split(",") if f.strip()]
+        unknown = [f for f in mask if f not in _APP_MUTABLE and f != "*"]
+        if not mask or unknown:
+            return api_error(
+                400, "INVALID_PARAMETER_VALUE", f"Invalid update_mask: {body.get('update_mask')!r}"
+            )
+        changed = body.get("app") or {}
+        for key in _APP_MUTABLE if "*" in mask else mask:
+            app[key] = changed.get(key, [] if key != "description" else "")
+        self.grant_resources(app)
+        update = {
+            **{k: app[k] for k in _APP_MUTABLE},
+            "status": {"state": "SUCCEEDED", "message": "App update succeeded."},
+        }
+        app["_last_update"] = update
+        return json_response(update)
+
+    def delete_app(self, app: dict) -> Response:
+        self.runtime.stop_later(app["name"])
+        del self.apps[app["name"]]
+        return json_response(self.app_view(app))
+
+    def start_app(self, app: dict) -> Response:
+        if app["compute_status"]["state"] in ("STOPPED", "ERROR"):
+            self.start_compute(app, redeploy=True)
+        return json_response(self.app_view(app))
+
+    def stop_app(self, app: dict) -> Response:
+        pending = app.pop("pending_deployment", None)
+        if pending and pending["status"]["state"] == "IN_PROGRESS":
+            pending["status"] = {"state": "CANCELLED", "message": "App was stopped."}
+        app["compute_status"] = {"state": "STOPPED", "message": "App compute is stopped."}
+        app["app_status"] = {"state": "UNAVAILABLE", "message": "App status is unavailable."}
+        self.runtime.stop_later(app["name"])
+        return json_response(self.app_view(app))
 
     def grant_resources(self, app: dict) -> None:
         """Binding a UC securable grants the app's principal its privilege and the USE ones."""
@@ -301,40 +387,48 @@ class Platform:
             self.grants.setdefault(("volume", full), {}).setdefault(sp, set()).update(privileges)
 
     def deploy(self, app: dict, body: dict) -> Response:
-        source = body.get("source_code_path", "")
-        deployment_id = f"dep{len(self.deployments) + 1:04d}"
+        name, compute = app["name"], app["compute_status"]["state"]
+        if compute != "ACTIVE":
+            return api_error(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"Cannot deploy app {name} as its compute is {compute}. "
+                "Start the app compute to deploy the app.",
+            )
+        pending = app.get("pending_deployment")
+        if pending and pending["status"]["state"] == "IN_PROGRESS":
+            return api_error(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"Cannot deploy app {name} as there is an active deployment in progress.",
+            )
+        source = (body.get("source_code_path") or "").rstrip("/")
+        if source not in self.workspace_dirs:
+            return api_error(
+                404, "RESOURCE_DOES_NOT_EXIST", f"Source code path {source} does not exist."
+            )
+        return json_response(self.start_deployment(app, source, body.get("mode", "SNAPSHOT")))
+
+    def start_deployment(self, app: dict, source: str, mode: str = "SNAPSHOT") -> dict:
         deployment = {
-            "deployment_id": deployment_id,
+            "deployment_id": uuid.uuid4().hex[:32],
             "source_code_path": source,
-            "mode": body.get("mode", "SNAPSHOT"),
+            "mode": mode,
             "status": {
                 "state": "IN_PROGRESS",
                 "message": "Preparing source code for new app deployment.",
             },
-            "polls": 0,
+            "create_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        self.deployments[deployment_id] = deployment
+        self.deployments[deployment["deployment_id"]] = deployment
         app["pending_deployment"] = deployment
-        return json_response(deployment)
-
-    def advance(self, app: dict, deployment: dict) -> None:
-        """A deployment takes two polls; it fails, as the platform does, without app.yaml."""
-        if deployment["status"]["state"] != "IN_PROGRESS":
-            return
-        deployment["polls"] += 1
-        if deployment["polls"] < 2:
-            deployment["status"]["message"] = "Installing packages from requirements.txt."
-            return
-        if f"{deployment['source_code_path'].rstrip('/')}/app.yaml" not in self.workspace_files:
-            deployment["status"] = {
-                "state": "FAILED",
-                "message": "app.yaml not found in source code path.",
-            }
-            return
-        deployment["status"] = {"state": "SUCCEEDED", "message": "App started successfully"}
-        app["active_deployment"] = deployment
-        app.pop("pending_deployment", None)
-        app["app_status"] = {"state": "RUNNING", "message": "App is running"}
+        files = {
+            path[len(source) + 1 :]: content
+            for path, content in self.workspace_files.items()
+            if path.startswith(source + "/")
+        }
+        self.runtime.deploy(app, deployment, files)
+        return deployment
 
     # --- workspace files --------------------------------------------------------------------
     def workspace(self, request: Request, action: str) -> Response:

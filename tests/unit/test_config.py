@@ -61,8 +61,11 @@ def test_databricks_apps_derives_workspace_tracking_and_unity_catalog_registry()
     ("raw", "root"),
     [
         ("/Volumes/main/ml/files/mlflow/", "dbfs:/Volumes/main/ml/files/mlflow"),
-        ("dbfs:/Volumes/main/ml/files", "dbfs:/Volumes/main/ml/files"),
-        ("main.ml.files", "dbfs:/Volumes/main/ml/files"),
+        # A volume alone (app.yaml's valueFrom gives that) means its `mlflow` directory:
+        # MLflow refuses a volume's own root as an artifact location.
+        ("dbfs:/Volumes/main/ml/files", "dbfs:/Volumes/main/ml/files/mlflow"),
+        ("main.ml.files", "dbfs:/Volumes/main/ml/files/mlflow"),
+        ("/Volumes/main/ml/files/", "dbfs:/Volumes/main/ml/files/mlflow"),
     ],
 )
 def test_a_volume_artifact_root_is_served_through_the_proxy(raw: str, root: str) -> None:
@@ -82,7 +85,7 @@ def test_a_volume_root_without_the_proxy_is_given_to_clients_as_is() -> None:
             "MLFLOW_SERVE_ARTIFACTS": "false",
         }
     )
-    assert settings.default_artifact_root == "dbfs:/Volumes/main/ml/files"
+    assert settings.default_artifact_root == "dbfs:/Volumes/main/ml/files/mlflow"
     assert settings.artifacts_destination is None
 
 
