@@ -110,7 +110,8 @@ class AccessControl:
     ) -> None:
         self.app = app
         self.access = access
-        self.identity_key = "HTTP_" + access.identity_header.upper().replace("-", "_")
+        self.identity_key = _environ_key(access.identity_header)
+        self.identity_keys = tuple(_environ_key(h) for h in access.identity_headers)
         self.open_paths = frozenset(open_paths)  # health: platform probes carry no identity
         self.own_paths = frozenset(own_paths)  # served outside MLflow (metrics)
         self.passwords = _PasswordCache()
@@ -138,9 +139,10 @@ class AccessControl:
                 return self.check_password(environ)
             return None  # MLflow's auth app authenticates everything else
         header = self.access.identity_header
-        identity = environ.get(self.identity_key, "").strip()
+        identity = next(filter(None, (environ.get(k, "").strip() for k in self.identity_keys)), "")
         if not identity:
-            return 401, "no_identity", f"No {header} header: sign in through the proxy."
+            names = " or ".join(self.access.identity_headers)
+            return 401, "no_identity", f"No {names} header: sign in through the proxy."
         if not environ.get(TRUSTED_PEER_KEY, False):
             return (
                 401,
@@ -209,6 +211,10 @@ class AccessControl:
         if status == 401 and self.access.mode == "basic" and not extra_headers:
             extra_headers = [("WWW-Authenticate", 'Basic realm="mlflow"')]
         return json_error(start_response, status, code, message, extra_headers)
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def _reason(status: int) -> str:

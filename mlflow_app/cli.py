@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mlflow_app.config import ConfigError, load_settings, settings_table
-from mlflow_app.setup_databricks import STATE_FILE
+from mlflow_app.setup_databricks import ENV_FILE, STATE_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +128,13 @@ def _databricks_commands(commands: argparse._SubParsersAction) -> None:
     setup.add_argument("--resume", action="store_true", help="continue a setup that stopped")
     setup.add_argument("--status", action="store_true", help="print the setup's progress")
     setup.add_argument("--reset", action="store_true", help="forget the setup's progress")
+    setup.add_argument(
+        "--delete", action="store_true", help="with --reset: delete what setup created"
+    )
+    setup.add_argument("--yes", action="store_true", help="confirm --delete without asking")
+    setup.add_argument(
+        "--env-file", type=Path, default=ENV_FILE, help=f"settings for clients (default {ENV_FILE})"
+    )
     deploy = commands.add_parser("deploy", help="upload, deploy and validate the Databricks app")
     deploy.add_argument(
         "--timeout", type=float, default=1200, help="seconds to wait for compute and deployment"
@@ -157,34 +164,44 @@ def _databricks(args: argparse.Namespace) -> int:
     except SetupFailed as error:
         print(f"mlflow-app: {error}", file=sys.stderr)
         return 2
+    except NoCredentials as error:
+        print(f"mlflow-app: {error}", file=sys.stderr)
+        return 2
     except (DatabricksError, requests.RequestException) as error:
         # A refusal or an unreachable workspace outside setup's steps: one line, no traceback.
         print(f"mlflow-app: {args.command} failed: {describe_error(error)}", file=sys.stderr)
         return 1
 
 
+class NoCredentials(Exception):
+    """No Databricks sign-in was found; the message says how to sign in."""
+
+
 def _workspace(profile: str | None):  # -> databricks.sdk.WorkspaceClient
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    # A bounded retry budget: an unreachable host fails in seconds, not the SDK's 5 minutes.
-    return WorkspaceClient(
-        config=Config(profile=profile, retry_timeout_seconds=15, http_timeout_seconds=15)
-    )
+    try:
+        # A bounded retry budget: an unreachable host fails in seconds, not the SDK's 5 min.
+        config = Config(profile=profile, retry_timeout_seconds=15, http_timeout_seconds=15)
+    except ValueError as error:  # the SDK's "cannot configure default credentials"
+        where = f"profile {profile}" if profile else "DATABRICKS_HOST or ~/.databrickscfg"
+        raise NoCredentials(
+            f"no Databricks credentials found in {where}; sign in with: databricks auth login "
+            "--host https://<your-workspace>.cloud.databricks.com (then --profile <name>), or "
+            f"set DATABRICKS_HOST and DATABRICKS_TOKEN ({str(error).splitlines()[0][:120]})"
+        ) from None
+    return WorkspaceClient(config=config)
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from mlflow_app.setup_databricks import State, print_status, setup, undo_commands
+    from mlflow_app.setup_databricks import State, print_status, setup
 
     state = State.load(args.state_file)
     if args.status:
         return print_status(state, args.state_file)
     if args.reset:
-        for command in undo_commands(state) if state else []:
-            print(f"created by the forgotten setup; to remove it: {command}")
-        args.state_file.unlink(missing_ok=True)
-        print(f"forgot the setup's progress ({args.state_file})")
-        return 0
+        return _reset(args, state)
     if state and state.failed and not args.resume:
         print(
             f"mlflow-app: a setup stopped at step {state.failed['step']}; "
@@ -198,7 +215,32 @@ def _setup(args: argparse.Namespace) -> int:
     client = _workspace(args.profile)
     if not args.resume or state is None:
         state = State(target=_target(args, client))
-    return setup(client, state, args.state_file, args.dry_run, sys.stdout)
+    return setup(client, state, args.state_file, args.dry_run, sys.stdout, args.env_file)
+
+
+def _reset(args: argparse.Namespace, state) -> int:
+    from mlflow_app.setup_databricks import delete_created, undo_commands
+
+    status = 0
+    if args.delete and state and state.created:
+        listed = ", ".join(f"{kind} {name}" for kind, name in reversed(state.created))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(
+                    f"mlflow-app: --delete removes {listed}; add --yes to confirm", file=sys.stderr
+                )
+                return 2
+            if _ask(f"delete {listed}? (yes/no)", "no").lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        status = delete_created(_workspace(args.profile), state, sys.stdout)
+    elif state:
+        for command in undo_commands(state):
+            print(f"created by the forgotten setup; to remove it: {command}")
+    if status == 0:
+        args.state_file.unlink(missing_ok=True)
+        print(f"forgot the setup's progress ({args.state_file})")
+    return status
 
 
 def _target(args: argparse.Namespace, client):  # -> Target

@@ -286,6 +286,7 @@ _LOCAL_PEERS = ("127.0.0.1/32", "::1/128")
 # Cloud Run's front end reaches the container from the link-local range, which nothing outside
 # the host can use as a source address.
 _CLOUD_RUN_PEERS = (*_LOCAL_PEERS, "169.254.0.0/16")
+DATABRICKS_APPS_IDENTITY_FALLBACKS = ("X-Forwarded-Preferred-Username", "X-Forwarded-User")
 _PRIVATE_PEERS = (
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -308,6 +309,14 @@ class AccessSettings:
     default_permission: str
     database_uri: str
     on_behalf_of_user: bool
+
+    @property
+    def identity_headers(self) -> tuple[str, ...]:
+        """Where the identity is read, first found wins. The Databricks Apps proxy sends no
+        X-Forwarded-Email for service principals, only their user name and id."""
+        if self.mode == "databricks-apps":
+            return (self.identity_header, *DATABRICKS_APPS_IDENTITY_FALLBACKS)
+        return (self.identity_header,)
 
     @property
     def uses_mlflow_auth(self) -> bool:

@@ -14,10 +14,13 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 STATE_FILE = Path(".mlflow-app") / "databricks-setup.json"
+ENV_FILE = Path(".env")
+ENV_FILE_MARK = "# Written by mlflow-app setup databricks"
 VOLUME_RESOURCE_KEY = "artifacts"  # app.yaml takes MLFLOW_DEFAULT_ARTIFACT_ROOT from it
 
 
@@ -80,7 +83,14 @@ class Run:
         self.state.created.append([kind, name])
 
 
-def setup(client: Any, state: State, state_path: Path, dry_run: bool, out: TextIO) -> int:
+def setup(
+    client: Any,
+    state: State,
+    state_path: Path,
+    dry_run: bool,
+    out: TextIO,
+    env_path: Path = ENV_FILE,
+) -> int:
     """Run the steps not yet done; returns the exit status."""
     run = Run(client, state, dry_run, out)
     for name, step in STEPS:
@@ -100,8 +110,12 @@ def setup(client: Any, state: State, state_path: Path, dry_run: bool, out: TextI
             state.save(state_path)
     if dry_run:
         run.say("dry run: nothing was changed")
-    else:
-        run.say(f"setup complete; next: mlflow-app deploy (state in {state_path})")
+        return 0
+    env_file = write_env_file(
+        state, client.config.host, env_path, state_path.parent / "databricks.env"
+    )
+    run.say(f"wrote {env_file}: the app's URL and what MLflow clients export")
+    run.say(f"setup complete; next: mlflow-app deploy (state in {state_path})")
     return 0
 
 
@@ -115,6 +129,54 @@ def _stop(run: Run, state_path: Path, step: str, reason: str) -> int:
     for command in undo_commands(run.state):
         run.say(f"to undo: {command}")
     return 1
+
+
+def delete_created(client: Any, state: State, out: TextIO) -> int:
+    """Remove what setup created, newest first; returns the exit status."""
+    from databricks.sdk.errors import NotFound
+
+    from mlflow_app.checks import describe_error
+
+    removers = {
+        "app": client.apps.delete,
+        "volume": client.volumes.delete,
+        "schema": client.schemas.delete,
+        "catalog": client.catalogs.delete,
+    }
+    failed = 0
+    for kind, name in reversed(state.created):
+        try:
+            removers[kind](name)
+            print(f"deleted {kind} {name}", file=out)
+        except NotFound:
+            print(f"{kind} {name} was already gone", file=out)
+        except Exception as error:  # reported per resource; the others are still removed
+            failed += 1
+            print(f"could not delete {kind} {name}: {describe_error(error)}", file=out)
+    return 1 if failed else 0
+
+
+def write_env_file(state: State, host: str, path: Path, fallback: Path) -> Path:
+    """Settings for MLflow clients and local runs; an existing .env we did not write is kept,
+    and ours goes to `fallback` instead."""
+    if path.exists() and not path.read_text().startswith(ENV_FILE_MARK):
+        path = fallback
+    facts, target = state.facts, state.target
+    volume = facts.get("volume", "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"{ENV_FILE_MARK} for app {target.app}; load it: set -a; . {path}; set +a\n"
+        f"DATABRICKS_HOST={host}\n"
+        "# MLflow clients log to the app through the Databricks Apps proxy, which takes OAuth\n"
+        "# tokens only (not personal access tokens):\n"
+        f"MLFLOW_TRACKING_URI={facts.get('app_url', '')}\n"
+        f"# export MLFLOW_TRACKING_TOKEN=$(databricks auth token --host {host} | "
+        "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+        "# The service run locally against the same workspace (mlflow-app check, gunicorn):\n"
+        "# MLFLOW_TRACKING_URI=databricks MLFLOW_REGISTRY_URI=databricks-uc "
+        f"MLFLOW_DEFAULT_ARTIFACT_ROOT={volume}\n"
+    )
+    return path
 
 
 def undo_commands(state: State) -> list[str]:
@@ -216,7 +278,11 @@ def step_app(run: Run) -> str:
         if run.dry_run:
             return f"would bind {run.target.volume_full_name} to app {name} as `artifacts`"
         others = [r for r in (app.resources or []) if r.name != VOLUME_RESOURCE_KEY]
-        app = run.client.apps.update(name, App(name=name, resources=[*others, resource]))
+        # Only the resources, by update mask: PATCH would clear every field it is not sent.
+        run.client.apps.create_update(
+            name, "resources", app=App(name=name, resources=[*others, resource])
+        ).result(timeout=timedelta(minutes=5))
+        app = run.client.apps.get(name)
         verb = "bound the volume to"
     else:
         verb = "found"

@@ -12,9 +12,11 @@ Host and the X-Forwarded-* headers the public documentation lists.
 from __future__ import annotations
 
 import ctypes
+import functools
 import html
 import http.client
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -239,7 +241,7 @@ class AppRuntime:
     def _start(self, command: list[str], folder: Path, env: dict[str, str]) -> Running:
         log = folder.with_suffix(".log")
         with log.open("wb") as out:
-            process = subprocess.Popen(
+            process = _spawner().spawn(
                 command,
                 cwd=folder,
                 env=env,
@@ -309,6 +311,36 @@ def _die_with_parent() -> None:
     # The app must not outlive the stand-in when a test run is interrupted.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class _Spawner:
+    """Starts processes from one thread that lives as long as the stand-in: the kernel's
+    parent-death signal follows the thread that forked, not the process."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        threading.Thread(target=self._serve, daemon=True, name="spawner").start()
+
+    def spawn(self, *args: object, **kwargs: object) -> subprocess.Popen:
+        answer: queue.Queue = queue.Queue(maxsize=1)
+        self._requests.put((args, kwargs, answer))
+        outcome = answer.get()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _serve(self) -> None:
+        while True:
+            args, kwargs, answer = self._requests.get()
+            try:
+                answer.put(subprocess.Popen(*args, **kwargs))
+            except OSError as error:
+                answer.put(error)
+
+
+@functools.cache
+def _spawner() -> _Spawner:
+    return _Spawner()  # in the process that serves (gunicorn's worker), not the one that forks
 
 
 # --- the proxy ----------------------------------------------------------------------------------
@@ -410,11 +442,12 @@ class AppsProxy:
     ) -> Iterable[bytes]:
         headers = self.forwarded_headers(request, app, caller)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        length = request.content_length
-        body = environ["wsgi.input"] if length else None
-        if body is not None:
-            headers["Content-Length"] = str(length)
-        connection.request(request.method, request.full_path.rstrip("?") or "/", body, headers)
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        body = request.stream if request.content_length or chunked else None
+        if request.content_length:
+            headers["Content-Length"] = str(request.content_length)
+        path = request.full_path.rstrip("?") or "/"
+        connection.request(request.method, path, body, headers, encode_chunked=chunked)
         answer = connection.getresponse()
         out = [(k, v) for k, v in answer.getheaders() if k.lower() not in _HOP_BY_HOP]
         start_response(f"{answer.status} {answer.reason}", out)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.contract.conftest import PAT, StandIn
+from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.integration.conftest import REPO, free_port
 
 CALLER = "pat-user@example.com"
@@ -19,10 +19,17 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def mlflow_app(
-    standin: StandIn, state: Path, *args: str, host: str | None = None
+    standin: StandIn, state: Path, *args: str, host: str | None = None, oauth: bool = False
 ) -> subprocess.CompletedProcess:
+    """The CLI signed in with a personal access token, or with OAuth (a service principal)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_"))}
-    env.update(DATABRICKS_HOST=host or standin.url, DATABRICKS_TOKEN=PAT)
+    env.update(DATABRICKS_HOST=host or standin.url)
+    if oauth:
+        env.update(DATABRICKS_CLIENT_ID=CLIENT_ID, DATABRICKS_CLIENT_SECRET=CLIENT_SECRET)
+    else:
+        env["DATABRICKS_TOKEN"] = PAT
+    if args[0] == "setup":  # the clients' settings go beside the state, not into the repo
+        args = (*args, "--env-file", str(state.parent / ".env"))
     return subprocess.run(
         [sys.executable, "-m", "mlflow_app.cli", *args, "--state-file", str(state)],
         cwd=REPO,
@@ -155,40 +162,11 @@ def test_a_refusal_at_each_step_names_the_grant_and_resume_finishes(
     assert app["resources"][0]["uc_securable"]["securable_full_name"].startswith("c")
 
 
-def test_deploy_uploads_waits_and_validates_readiness(run_server, standin: StandIn, tmp_path):
-    state = tmp_path / "state.json"
-    assert setup(standin, state).returncode == 0
-    app_server = run_server()  # stands for the deployed app behind the Apps proxy
-    standin.control("app-url", name="mlflow-test", url=app_server.url)
-    result = mlflow_app(standin, state, "deploy")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "deploying mlflow-test: IN_PROGRESS" in result.stdout
-    assert "deploying mlflow-test: SUCCEEDED" in result.stdout
-    assert "deployed and ready" in result.stdout
-    uploaded = platform(standin)["workspace_files"]
-    source = f"/Workspace/Users/{CALLER}/mlflow-test"
-    for name in ("app.yaml", "requirements.txt", "wsgi.py", "mlflow_app/config.py"):
-        assert f"{source}/{name}" in uploaded
-
-    doctor = mlflow_app(standin, state, "doctor", "--app", "mlflow-test")
-    assert doctor.returncode == 0, doctor.stdout
-    sp = platform(standin)["apps"]["mlflow-test"]["service_principal_client_id"]
-    requests.patch(  # someone revokes what the registry needs
-        f"{standin.url}/api/2.1/unity-catalog/permissions/schema/ml.mlflow",
-        json={"changes": [{"principal": sp, "remove": ["CREATE_MODEL"]}]},
-        headers={"Authorization": f"Bearer {PAT}"},
-        timeout=10,
-    ).raise_for_status()
-    doctor = mlflow_app(standin, state, "doctor", "--app", "mlflow-test")
-    assert doctor.returncode == 1
-    assert f"fix: GRANT CREATE MODEL ON SCHEMA ml.mlflow TO `{sp}`" in doctor.stdout
-
-
 def test_a_refused_upload_is_one_line_not_a_traceback(standin: StandIn, tmp_path: Path):
     state = tmp_path / "state.json"
     assert setup(standin, state).returncode == 0
-    standin.control("deny", principal=CALLER, prefix="/api/2.0/workspace/")
-    result = mlflow_app(standin, state, "deploy")
+    standin.control("deny", principal=CLIENT_ID, prefix="/api/2.0/workspace/")
+    result = mlflow_app(standin, state, "deploy", oauth=True)
     assert result.returncode == 1
     assert "mlflow-app: deploy failed: PermissionDenied:" in result.stderr
     assert "Traceback" not in result.stderr
