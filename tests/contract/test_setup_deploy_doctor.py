@@ -183,3 +183,59 @@ def test_without_a_terminal_missing_choices_are_named_with_what_exists(standin, 
     result = mlflow_app(standin, tmp_path / "state.json", "setup", "databricks")
     assert result.returncode == 2
     assert "--catalog is required; catalogs you can use: main" in result.stderr
+
+
+def test_binding_the_volume_to_an_existing_app_changes_only_its_resources(standin, tmp_path):
+    standin.api(
+        "POST",
+        "/api/2.0/apps",
+        json={
+            "name": "mlflow-test",
+            "description": "the team's tracking server",
+            "user_api_scopes": ["sql"],
+        },
+    ).raise_for_status()
+    result = setup(standin, tmp_path / "state.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bound the volume to app mlflow-test" in result.stdout
+    app = platform(standin)["apps"]["mlflow-test"]
+    assert app["description"] == "the team's tracking server"
+    assert app["user_api_scopes"] == ["sql"]
+    assert app["resources"][0]["uc_securable"]["securable_full_name"] == "ml.mlflow.artifacts"
+    assert "/api/2.0/apps/mlflow-test/update" in [c["path"] for c in standin.calls()]
+
+
+def test_reset_delete_removes_what_setup_created(standin: StandIn, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    assert setup(standin, state).returncode == 0
+    unconfirmed = mlflow_app(standin, state, "setup", "databricks", "--reset", "--delete")
+    assert unconfirmed.returncode == 2
+    assert "--delete removes app mlflow-test, volume ml.mlflow.artifacts" in unconfirmed.stderr
+    assert "mlflow-test" in platform(standin)["apps"]
+
+    deleted = mlflow_app(standin, state, "setup", "databricks", "--reset", "--delete", "--yes")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    after = platform(standin)
+    assert "mlflow-test" not in after["apps"]
+    assert "ml.mlflow.artifacts" not in after["volumes"]
+    assert "ml" not in after["catalogs"] and "ml.mlflow" not in after["schemas"]
+    assert not state.exists()
+
+
+def test_without_any_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_"))}
+    env["HOME"] = str(tmp_path)  # no ~/.databrickscfg
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_app.cli", "setup", "databricks", "--catalog", "ml"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no Databricks credentials found" in result.stderr
+    assert "databricks auth login --host" in result.stderr
