@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -63,10 +64,19 @@ def _build_with_credentials_once(
     from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore
 
     if isinstance(store, UcModelRegistryStore):
-        create = _without_empty_run_link(type(store).create_model_version)
+        cls = type(store)
         subclass_store(
             store,
-            {"create_model_version": create, "list_webhooks_by_event": _no_webhooks},
+            {
+                "create_model_version": _without_empty_run_link(cls.create_model_version),
+                "list_webhooks_by_event": _no_webhooks,
+                "search_registered_models": _uc_search(
+                    cls.search_registered_models, ("filter_string", "order_by")
+                ),
+                "search_model_versions": _no_run_filter(
+                    _uc_search(cls.search_model_versions, ("order_by",))
+                ),
+            },
         )
     return store
 
@@ -103,6 +113,50 @@ def _without_empty_run_link(create: Callable) -> Callable:
         return create(*bound.args, **bound.kwargs)
 
     return create_model_version
+
+
+def _uc_search(search: Callable, unsupported: tuple[str, ...]) -> Callable:
+    """MLflow's handlers pass an absent filter or order_by as "" or [], which the Unity
+    Catalog store refuses as if given (a 500 on every run page and the models list). Empty
+    means absent; a real value is the client's mistake: 400, not 500."""
+    signature = inspect.signature(search)
+
+    @functools.wraps(search)
+    def uc_search(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        for name in unsupported:
+            value = bound.arguments.get(name)
+            if not value:
+                bound.arguments[name] = None
+            else:
+                from mlflow.exceptions import MlflowException
+                from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+                raise MlflowException(
+                    f"Argument '{name}' is unsupported for models in the Unity Catalog.",
+                    error_code=INVALID_PARAMETER_VALUE,
+                )
+        return search(*bound.args, **bound.kwargs)
+
+    return uc_search
+
+
+_RUN_FILTER = re.compile(r"\s*run_id\s*=\s*'[^']*'\s*")
+
+
+def _no_run_filter(search: Callable) -> Callable:
+    # The UI's run page asks which versions were registered from the run; Unity Catalog
+    # searches versions by model name only and refuses the question, which fails the whole
+    # page. The answer is "none listed here"; the model's own page lists its versions.
+    @functools.wraps(search)
+    def search_model_versions(store: Any, filter_string: str | None = None, *args, **kwargs):
+        if filter_string and _RUN_FILTER.fullmatch(filter_string):
+            from mlflow.store.entities.paged_list import PagedList
+
+            return PagedList([], None)
+        return search(store, filter_string, *args, **kwargs)
+
+    return search_model_versions
 
 
 class CredentialsOnce:

@@ -132,3 +132,21 @@ def test_without_a_volume_readiness_warns_how_to_set_one(run_server, standin: St
     }
     assert checks["artifact_store"]["status"] == "warning"
     assert "MLFLOW_DEFAULT_ARTIFACT_ROOT=/Volumes/" in checks["artifact_store"]["fix"]
+
+
+def test_the_uis_registry_searches_work_against_unity_catalog(run_server, standin: StandIn):
+    """MLflow's handlers pass an absent filter or order_by as empty values, which the UC store
+    refused with a 500: every run page and the models list failed in the UI."""
+    server = run_server(**volume_settings(standin))
+    for path in (
+        "/ajax-api/2.0/mlflow/model-versions/search?filter=run_id%3D%27abc%27",
+        "/ajax-api/2.0/mlflow/registered-models/search?max_results=25",
+    ):
+        answer = requests.get(server.url + path, timeout=30)
+        assert answer.status_code == 200, (path, answer.text)
+    ordered = requests.get(
+        f"{server.url}/ajax-api/2.0/mlflow/registered-models/search?order_by=name",
+        timeout=30,
+    )
+    assert ordered.status_code == 400
+    assert ordered.json()["error_code"] == "INVALID_PARAMETER_VALUE"
