@@ -4,6 +4,7 @@ the app run from what was uploaded, and reached only through the Apps proxy."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import requests
 
 from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.contract.standin_apps import APPS_DOMAIN, app_host
+from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, skip_without_chromium
 from tests.integration.conftest import REPO
 
 APP = "mlflow-test"
@@ -227,3 +229,75 @@ def test_a_service_principal_is_identified_without_an_email(standin: StandIn, de
         headers=oauth,
     )
     assert search.status_code == 200, search.text
+
+
+# 404s the UI asks for on purpose: the signed-in user (no MLflow auth app), and whether a new
+# experiment's name is free before creating it.
+_EXPECTED_404 = re.compile(
+    r"/ajax-api/2\.0/mlflow/(users/current$|experiments/get-by-name\?experiment_name=)"
+)
+
+
+@pytest.mark.browser
+@skip_without_chromium
+def test_a_user_signs_in_through_the_proxy_and_works_in_the_ui(
+    standin: StandIn, deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    app_url = f"https://{app_host(APP)}:{standin.proxy_port}"
+    # The MLflow client from outside, through the proxy, with an OAuth token.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", oauth_token(standin))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(standin.ca_path))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello from the artifact\n")
+    with app_hosts_resolve_here():
+        client = MlflowClient(app_url)
+        experiment_id = client.create_experiment("/Shared/browsed")
+        run_id = client.create_run(experiment_id, run_name="browsed").info.run_id
+        client.log_metric(run_id, "loss", 0.25)
+        client.log_artifact(run_id, str(notes))
+        assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.25]
+
+    answers: list[tuple[str, str, int]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_FLAGS, f"--host-resolver-rules=MAP *.{APPS_DOMAIN} 127.0.0.1"],
+        )
+        try:
+            # The stand-in's CA is not in Chromium's store; the origin is still https.
+            context = browser.new_context(ignore_https_errors=True)
+            context.on("response", lambda r: answers.append((r.request.method, r.url, r.status)))
+            page = context.new_page()
+            page.goto(f"{app_url}/")
+            assert "/.auth/login" in page.url  # no session: the proxy's sign-in page
+            page.fill("input[name=user]", "alice@example.com")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{app_url}/")
+
+            page.goto(f"{app_url}/#/experiments")
+            page.get_by_test_id("create-experiment-button").click()
+            page.locator("#experimentName").fill("/Shared/ui-made")
+            with page.expect_response(
+                lambda r: "/experiments/create" in r.url and r.request.method == "POST",
+                timeout=30_000,
+            ) as created:
+                page.get_by_role("dialog").get_by_role("button", name="Create").click()
+            assert created.value.status == 200, created.value.text()
+
+            # The UI moves on to the new experiment; the run is opened in a tab of its own.
+            page = context.new_page()
+            page.goto(f"{app_url}/#/experiments/{experiment_id}/runs/{run_id}/artifacts")
+            page.get_by_text("notes.txt").first.click()
+            page.get_by_text("hello from the artifact").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "artifact.png"))
+        finally:
+            browser.close()
+    api = [a for a in answers if "/api/" in a[1] or "/ajax-api/" in a[1]]
+    failed = [a for a in api if a[2] >= 400 and not (a[2] == 404 and _EXPECTED_404.search(a[1]))]
+    assert failed == []
+    assert any("/artifacts/list" in url for _, url, _ in api)
+    with app_hosts_resolve_here():
+        assert client.get_experiment_by_name("/Shared/ui-made") is not None
