@@ -59,3 +59,18 @@ def test_files_outside_a_volume_are_not_found(standin: StandIn) -> None:
         ).status_code
         == 204
     )
+
+
+def test_the_platform_refuses_requirements_it_would_resolve_to_untested_versions() -> None:
+    """Apps' pip keeps its pre-installed gunicorn 23 when a range allows it; the stand-in runs
+    this machine's packages, so it refuses that instead of hiding the difference."""
+    from importlib import metadata
+
+    from tests.contract.standin_apps import requirements_problem
+
+    gunicorn = metadata.version("gunicorn")
+    assert requirements_problem(f"gunicorn=={gunicorn}\n") is None
+    kept = requirements_problem("gunicorn>=23\n")
+    assert kept is not None and "keeps the pre-installed gunicorn 23.0.0" in kept
+    unlisted = requirements_problem(f"mlflow=={metadata.version('mlflow')}\n")
+    assert unlisted is not None and "not in requirements.txt, so pip keeps" in unlisted

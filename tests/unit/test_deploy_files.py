@@ -33,7 +33,8 @@ def test_app_yaml_volume_binding_becomes_the_artifact_root(injected: str) -> Non
         assert item["name"] in KNOWN
         env[item["name"]] = item.get("value", injected)  # valueFrom: the resource's value
     settings = load_settings({**env, "DATABRICKS_APP_NAME": "mlflow", "DATABRICKS_HOST": "x"})
-    assert settings.volume_root == "dbfs:/Volumes/main/mlflow/artifacts"
+    # The volume's own root is not an artifact location MLflow accepts: its mlflow directory.
+    assert settings.volume_root == "dbfs:/Volumes/main/mlflow/artifacts/mlflow"
     assert settings.serve_artifacts and settings.default_artifact_root == "mlflow-artifacts:/"
 
 
@@ -56,3 +57,38 @@ def test_no_tracked_file_exceeds_the_databricks_apps_10_mb_limit() -> None:
     assert files, "git ls-files listed nothing"
     too_big = [f for f in files if (REPO / f).stat().st_size > 10 * 1024 * 1024]
     assert too_big == []
+
+
+def test_requirements_txt_pins_the_versions_the_tests_run() -> None:
+    """CI installs with requirements.txt as a constraint, so its pins are what the tests ran;
+    Databricks Apps installs exactly them."""
+    from mlflow_app.pinned_requirements import render
+
+    assert (REPO / "requirements.txt").read_text() == render(REPO), (
+        "requirements.txt is stale: mlflow-app requirements --write"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("gunicorn>=26.2,<27", "gunicorn is not pinned with =="),
+        ("gunicorn==23.0.0", "gunicorn==23.0.0 is outside pyproject.toml's <27,>=26.2"),
+    ],
+)
+def test_deploy_refuses_requirements_the_platform_would_resolve_its_own_way(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    from mlflow_app.deploy import DeployFailed, deployable_files
+
+    for name in ("app.yaml", "wsgi.py", "gunicorn.conf.py", "pyproject.toml"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    (tmp_path / "mlflow_app").mkdir()
+    pinned = (REPO / "requirements.txt").read_text().splitlines()
+    (tmp_path / "requirements.txt").write_text(
+        "\n".join(line if p.startswith("gunicorn==") else p for p in pinned) + "\n"
+    )
+    with pytest.raises(DeployFailed) as refused:
+        deployable_files(tmp_path)
+    assert problem in str(refused.value)
+    assert "mlflow-app requirements --write" in str(refused.value)
