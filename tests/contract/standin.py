@@ -218,6 +218,13 @@ class Workspace:
                 state.denied.setdefault(body["principal"], set()).add(body["prefix"])
             elif request.path == "/_standin/down":
                 state.down = bool(body.get("down", True))
+            elif request.path == "/_standin/mint-token":
+                # What the Apps proxy forwards for a user of an app with user API scopes.
+                token = "standin-" + secrets.token_hex(16)
+                state.tokens[token] = Token(
+                    body["principal"], time.time() + state.token_ttl, tuple(body["scopes"])
+                )
+                return json_response({"access_token": token})
             elif request.path == "/_standin/expire-tokens":
                 for token in state.tokens.values():
                     token.expires = 0.0

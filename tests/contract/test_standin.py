@@ -74,3 +74,56 @@ def test_the_platform_refuses_requirements_it_would_resolve_to_untested_versions
     assert kept is not None and "keeps the pre-installed gunicorn 23.0.0" in kept
     unlisted = requirements_problem(f"mlflow=={metadata.version('mlflow')}\n")
     assert unlisted is not None and "not in requirements.txt, so pip keeps" in unlisted
+
+
+def test_a_user_token_from_the_apps_proxy_carries_only_the_apps_scopes(standin: StandIn) -> None:
+    token = standin.control("mint-token", principal="alice@example.com", scopes=["files.files"])
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    outside = requests.post(
+        f"{standin.url}/api/2.0/mlflow/experiments/search",
+        json={"max_results": 5},
+        headers=headers,
+        timeout=10,
+    )
+    assert outside.status_code == 403
+    assert "does not have required scopes" in outside.json()["message"]
+    inside = requests.get(
+        f"{standin.url}/api/2.0/fs/directories/Volumes/main/mlflow/artifacts",
+        headers=headers,
+        timeout=10,
+    )
+    assert inside.status_code == 200
+
+
+def test_the_apps_proxy_forwards_a_token_with_the_apps_scopes_and_no_email_for_principals():
+    import threading
+
+    from tests.contract.standin_apps import AppsProxy, Caller
+
+    minted: list[tuple[str, list[str]]] = []
+    proxy = AppsProxy(
+        apps={},
+        runtime=None,
+        lock=threading.Lock(),
+        token_principal=lambda token: None,
+        is_personal_access_token=lambda token: False,
+        mint_token=lambda principal, scopes: minted.append((principal, scopes)) or "scoped",
+        users=set(),
+    )
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    request = Request(
+        EnvironBuilder(base_url="https://x-7000000001.aws.databricksapps.com").get_environ()
+    )
+    app = {"name": "x", "user_api_scopes": ["sql"]}
+    user = proxy.forwarded_headers(request, app, Caller("alice@example.com", True))
+    principal = proxy.forwarded_headers(request, {"name": "x"}, Caller("sp-id", False))
+    assert user["X-Forwarded-Email"] == "alice@example.com"
+    assert user["X-Forwarded-Access-Token"] == "scoped" and minted == [
+        ("alice@example.com", ["sql"])
+    ]
+    assert user["Host"] != request.host and user["X-Forwarded-Host"] == request.host
+    assert user["X-Forwarded-Proto"] == "https"
+    assert "X-Forwarded-Email" not in principal and "X-Forwarded-Access-Token" not in principal
+    assert principal["X-Forwarded-Preferred-Username"] == "sp-id"
