@@ -17,7 +17,7 @@ KNOWN = {s.name for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases}
 
 def test_dockerfile_and_app_yaml_run_the_readme_command() -> None:
     app_yaml = yaml.safe_load((REPO / "app.yaml").read_text())
-    dockerfile = (REPO / "deploy" / "cloudrun" / "Dockerfile").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
     assert cmd == app_yaml["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     for needed in ("wsgi.py", "gunicorn.conf.py", "mlflow_app", "requirements.txt"):
@@ -36,6 +36,23 @@ def test_app_yaml_volume_binding_becomes_the_artifact_root(injected: str) -> Non
     # The volume's own root is not an artifact location MLflow accepts: its mlflow directory.
     assert settings.volume_root == "dbfs:/Volumes/main/mlflow/artifacts/mlflow"
     assert settings.serve_artifacts and settings.default_artifact_root == "mlflow-artifacts:/"
+
+
+def test_cloud_build_builds_the_root_dockerfile_and_deploys_that_image() -> None:
+    build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    steps = {step["id"]: step for step in build["steps"]}
+    assert steps["build"]["args"] == ["build", "-t", "${_IMAGE}", "."]
+    assert steps["push"]["args"] == ["push", "${_IMAGE}"]
+    deploy = steps["deploy"]["args"]
+    assert deploy[:3] == ["run", "deploy", "${_SERVICE}"]
+    assert deploy[deploy.index("--image") + 1] == "${_IMAGE}"
+    assert build["options"]["dynamicSubstitutions"] is True  # _IMAGE refers to _REGION
+
+
+def test_the_image_leaves_out_local_data_and_secrets() -> None:
+    for name in (".dockerignore", ".gcloudignore"):
+        ignored = (REPO / name).read_text().split()
+        assert {"mlflow-data", ".env", ".mlflow-app", "tests", ".git"} <= set(ignored), name
 
 
 def test_cloud_run_service_sets_only_documented_settings() -> None:

@@ -1,5 +1,6 @@
-# mlflow-app for Cloud Run / Kubernetes. Build from the repository root:
-#   docker build -f deploy/cloudrun/Dockerfile -t mlflow-app .
+# mlflow-app for Cloud Run / Kubernetes, at the root where `gcloud run deploy --source .` and
+# cloudbuild.yaml find it. Build:
+#   docker build -t mlflow-app .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
