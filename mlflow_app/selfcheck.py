@@ -91,7 +91,9 @@ def mlflow_setting_names() -> set[str]:
     """The environment variables MLflow itself declares (mlflow.environment_variables)."""
     import mlflow.environment_variables as declared
 
-    return {
+    from mlflow_app.client_tokens import AUDIENCE_SETTING, SETTING
+
+    return {SETTING, AUDIENCE_SETTING} | {  # ours are read by clients, through MLflow
         variable.name
         for variable in vars(declared).values()
         if isinstance(getattr(variable, "name", None), str) and hasattr(variable, "get")

@@ -247,9 +247,20 @@ def test_a_user_signs_in_through_the_proxy_and_works_in_the_ui(
     from playwright.sync_api import sync_playwright
 
     app_url = f"https://{app_host(APP)}:{standin.proxy_port}"
-    # The MLflow client from outside, through the proxy, with an OAuth token.
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", oauth_token(standin))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(standin.ca_path))
+    # The MLflow client from outside, through the proxy, with an OAuth token that
+    # mlflow_app.client_tokens gets (and refreshes) from Databricks unified auth.
+    from mlflow_app import client_tokens
+
+    for name, value in {
+        "MLFLOW_APP_CLIENT_TOKEN": "databricks",
+        "DATABRICKS_HOST": standin.url,
+        "DATABRICKS_CLIENT_ID": CLIENT_ID,
+        "DATABRICKS_CLIENT_SECRET": CLIENT_SECRET,
+        "REQUESTS_CA_BUNDLE": str(standin.ca_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    client_tokens._databricks_config.cache_clear()
     notes = tmp_path / "notes.txt"
     notes.write_text("hello from the artifact\n")
     with app_hosts_resolve_here():
