@@ -60,5 +60,11 @@ def child_exit(server, worker) -> None:
     worker_exited(worker.pid)
 
 
+def post_fork(server, worker) -> None:
+    from mlflow_app.access import reconnect_after_fork
+
+    reconnect_after_fork()
+
+
 def worker_exit(server, worker) -> None:
     exit_without_teardown()

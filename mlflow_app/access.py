@@ -43,6 +43,20 @@ def install_mlflow_auth(access: AccessSettings, mlflow_app: Flask) -> None:
     mlflow_app.before_request(only_admins_list_users)
 
 
+def reconnect_after_fork() -> None:
+    """MLflow's auth store connects while the app is preloaded in gunicorn's master; a worker
+    that reused those sockets would share them with its siblings (on PostgreSQL: psycopg's
+    `prepared statement "_pg3_0" already exists`, and users who cannot sign in). Each worker
+    drops the inherited connections, without closing them for the others, and opens its own."""
+    if _access is None or not _access.uses_mlflow_auth:
+        return
+    from mlflow.server.auth import store
+
+    for engine in (store.engine, getattr(store, "read_engine", None)):
+        if engine is not None:
+            engine.dispose(close=False)
+
+
 def only_admins_list_users() -> Response | None:
     """MLflow lets every user list all usernames and admin flags (in trusted-header mode,
     everyone's email); here only admins may. Runs after MLflow's auth authenticated."""

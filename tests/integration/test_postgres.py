@@ -116,3 +116,63 @@ def test_self_check_warns_when_replicas_cannot_fit_max_connections(run_server, p
     )
     assert "max_connections to at least 1000" in checks["database_connections"]["fix"]
     assert "database_connections  WARNING" in server.log()
+
+
+def test_two_replicas_share_users_and_grants_through_one_auth_database(run_server, postgres):
+    """basic access control with the auth store on PostgreSQL, as on Cloud Run or Kubernetes:
+    a user and a grant made through one replica hold on the other at once, and each worker
+    opens its own auth connections (none is inherited across gunicorn's fork)."""
+    postgres.psql("CREATE DATABASE mlflow_auth OWNER mlflow")
+    auth_uri = postgres.uri.rsplit("/", 1)[0] + "/mlflow_auth"
+    admin, alice, bob = ("admin", "admin-Initial-pw-42"), ("alice", "a" * 16), ("bob", "b" * 16)
+    replicas = [
+        run_server(
+            MLFLOW_BACKEND_STORE_URI=postgres.uri,
+            MLFLOW_APP_AUTH="basic",
+            MLFLOW_AUTH_ADMIN_PASSWORD=admin[1],
+            MLFLOW_APP_AUTH_DATABASE_URI=auth_uri,
+            MLFLOW_APP_AUTH_DEFAULT_PERMISSION="NO_PERMISSIONS",
+        )
+        for _ in range(2)
+    ]
+    first, second = (r.url for r in replicas)
+
+    def call(url: str, method: str, path: str, auth, **kwargs) -> requests.Response:
+        return requests.request(method, url + path, auth=auth, timeout=60, **kwargs)
+
+    for user, password in (alice, bob):
+        created = call(
+            first,
+            "POST",
+            f"{API}/users/create",
+            admin,
+            json={"username": user, "password": password},
+        )
+        assert created.status_code == 200, created.text
+    experiment_id = call(
+        second, "POST", f"{API}/experiments/create", alice, json={"name": "shared"}
+    ).json()["experiment_id"]  # alice, created on the first replica, signs in on the second
+    read = {"params": {"experiment_id": experiment_id}}
+    for url in (first, second):  # every worker of both replicas refuses bob
+        for _ in range(4):
+            got = call(url, "GET", f"{API}/experiments/get", bob, **read)
+            assert got.status_code == 403, got.text
+    granted = call(
+        first,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        alice,
+        json={
+            "username": "bob",
+            "resource_type": "experiment",
+            "resource_id": experiment_id,
+            "permission": "READ",
+        },
+    )
+    assert granted.status_code == 200, granted.text
+    for _ in range(4):  # at once, on every worker of the other replica
+        assert call(second, "GET", f"{API}/experiments/get", bob, **read).status_code == 200
+    sessions = postgres.psql(
+        "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = 'mlflow_auth'"
+    )
+    assert int(sessions) >= 2  # each replica's workers hold their own auth connections
