@@ -65,9 +65,9 @@ def test_the_objects_agree_with_one_another(target: str) -> None:
         assert selector and selector.items() <= labels.items()
     monitor = objects["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-        "labels"
-    ].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     ports = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
     hpa = objects["HorizontalPodAutoscaler"]
