@@ -18,7 +18,7 @@ KUBERNETES_VERSION = "1.30"
 KNOWN = {s.name for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases}
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None,
-    reason="Debian kubectl renders the kustomizations (.ci/run: apt-get install kubectl)",
+    reason="kubectl renders the kustomizations (.ci/run: apt-get install kubernetes-client)",
 )
 
 
