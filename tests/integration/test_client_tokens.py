@@ -152,13 +152,19 @@ def private_service(run_server, tmp_path: Path, monkeypatch) -> Iterator[FrontDo
         )
     )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", door.audience)
+    # Set the process's tracking URI, as a training script does: earlier tests in this process
+    # may have set it, and the token's audience is derived from it.
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(door.audience)
     # google-auth refreshes 3 min 45 s before expiry; scaled to these 4-second tokens.
     monkeypatch.setattr("google.auth._helpers.REFRESH_THRESHOLD", datetime.timedelta(seconds=1))
     from mlflow_app import client_tokens
 
     client_tokens._google_credentials.cache_clear()
     yield door
+    mlflow.set_tracking_uri(previous)
 
 
 def test_the_provider_is_registered_with_mlflows_client() -> None:
