@@ -136,11 +136,22 @@ def _checks(settings: Settings, write_probe: bool) -> list[Check]:
                 settings, write_probe, f"check {setting} exists and this service may write to it"
             )
         )
+    if settings.platform.cloud_run_service and uri_scheme(settings.backend_store_uri) == "sqlite":
+        checks.append(
+            Check(
+                "tracking_store",
+                lambda: _refuse_disk_that_vanishes(
+                    "the SQLite database", settings.backend_store_uri
+                ),
+                "set MLFLOW_BACKEND_STORE_URI to a PostgreSQL or MySQL database, e.g. Cloud SQL "
+                "(deploy/cloudrun/README.md)",
+            )
+        )
     if settings.platform.cloud_run_service and (local := _local_artifact_path(settings)):
         checks.append(
             Check(
                 "artifact_store",
-                lambda: _refuse_disk_that_vanishes(local),
+                lambda: _refuse_disk_that_vanishes("artifacts", local),
                 "set MLFLOW_ARTIFACTS_DESTINATION=gs://<bucket>/<prefix> (a bucket the "
                 "service account may write)",
             )
@@ -157,9 +168,9 @@ def _local_artifact_path(settings: Settings) -> str | None:
     return root if root and "://" not in root else None
 
 
-def _refuse_disk_that_vanishes(path: str) -> str:
+def _refuse_disk_that_vanishes(what: str, path: str) -> str:
     raise RuntimeError(
-        f"artifacts would be written to the container's disk ({path}), which Cloud Run "
+        f"{what} would be written to the container's disk ({path}), which Cloud Run "
         "discards when an instance stops"
     )
 

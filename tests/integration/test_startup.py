@@ -152,9 +152,13 @@ def test_platform_public_host_is_allowed_and_others_are_refused(run_server):
     assert probe.status_code == 200
 
 
-def test_local_artifacts_on_cloud_run_fail_the_self_check_with_the_fix(tmp_path) -> None:
+def test_local_data_on_cloud_run_fails_the_self_check_with_the_fix(tmp_path) -> None:
+    """The embedded defaults keep runs (SQLite) and artifacts on the container's disk, which
+    Cloud Run discards when it scales an instance away."""
     code, output = run_to_exit(tmp_path, K_SERVICE="mlflow", MLFLOW_WORKER="3")
     assert code != 0
-    assert "Cloud Run discards when an instance stops" in output
+    assert "artifacts would be written to the container's disk" in output
     assert "set MLFLOW_ARTIFACTS_DESTINATION=gs://" in output
+    assert "the SQLite database would be written to the container's disk" in output
+    assert "set MLFLOW_BACKEND_STORE_URI to a PostgreSQL or MySQL database" in output
     assert "MLFLOW_WORKER is not a setting of mlflow-app or MLflow" in output
