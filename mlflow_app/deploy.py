@@ -122,6 +122,8 @@ def _start_deployment(client: Any, app_name: str, source_path: str, waiter: Wait
     from databricks.sdk.errors import DatabricksError
     from databricks.sdk.service.apps import AppDeployment
 
+    from mlflow_app.checks import error_line
+
     while True:
         wait_for_compute(client, app_name, waiter)
         _wait_for_deployments_in_progress(client, app_name, waiter)
@@ -133,7 +135,7 @@ def _start_deployment(client: Any, app_name: str, source_path: str, waiter: Wait
             text = str(error).lower()
             if not any(busy in text for busy in _BUSY) and "compute" not in text:
                 raise
-            waiter.say(f"the platform is not ready for a deployment yet: {_first_line(error)}")
+            waiter.say(f"the platform is not ready for a deployment yet: {error_line(error)}")
             waiter.pause("the app to accept a deployment")
 
 
@@ -168,12 +170,6 @@ def _state(deployment: Any) -> Any:
 
 def _value(state: Any) -> str:
     return getattr(state, "value", state) or "?"
-
-
-def _first_line(error: object) -> str:
-    from mlflow_app.checks import error_line
-
-    return error_line(error)
 
 
 # --- proving the deployed app through the Apps proxy ---------------------------------------------
