@@ -6,6 +6,7 @@ self-check runs once in the master before any worker forks.
 
 import logging
 
+from mlflow_app.access_log import ACCESS_LOG_FORMAT
 from mlflow_app.buffered_worker import BufferedThreadWorker, exit_without_teardown
 from mlflow_app.config import ConfigError, load_settings
 from mlflow_app.selfcheck import ensure_port_bindable, startup_selfcheck
@@ -43,7 +44,8 @@ keepalive = 5
 loglevel = _settings.log_level
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+access_log_format = ACCESS_LOG_FORMAT
+logger_class = "mlflow_app.access_log.AccessLogger"
 proc_name = "mlflow-app"
 # gunicorn 26 opens a control socket at a fixed path; several replicas on one host would clash.
 control_socket_disable = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,14 +247,19 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
 
 
 def run_mix(
-    port: int, concurrency: int, total: int, one: Callable[[http.client.HTTPConnection, int], int]
+    port: int,
+    concurrency: int,
+    total: int,
+    one: Callable[[http.client.HTTPConnection, int], int],
+    seconds: float = MIX_TIME_LIMIT,
 ) -> dict[str, float]:
-    """`total` requests over `concurrency` keep-alive connections; latency and throughput."""
+    """`total` requests over `concurrency` keep-alive connections, for at most `seconds`;
+    latency and throughput."""
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     counter = iter(range(total))
-    deadline = time.monotonic() + MIX_TIME_LIMIT
+    deadline = time.monotonic() + seconds
 
     def worker() -> None:
         nonlocal errors
@@ -292,7 +298,9 @@ def run_mix(
     }
 
 
-def measure(variant: Variant, total: int) -> Measurement:
+@contextlib.contextmanager
+def running(variant: Variant) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A fresh server of this variant on a free port, answering; stopped on exit."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant.name}-") as tmp:
         data = Path(tmp)
         port = free_port()
@@ -306,26 +314,7 @@ def measure(variant: Variant, total: int) -> Measurement:
             start_new_session=True,
         )
         try:
-            cold = wait_first_200(port, process)
-            time.sleep(2)  # let every worker and helper process finish booting
-            tree = process_tree(process.pid)
-            rss, pss = memory_mb(tree)
-            result = Measurement(variant.name, cold, rss, pss, len(tree))
-            run_id = seed(port)
-            mixes = {
-                "read_8": (8, lambda c, i: read_one(c, i, run_id)),
-                "read_32": (32, lambda c, i: read_one(c, i, run_id)),
-                "log_batch_8": (8, lambda c, i: log_batch_one(c, i, run_id)),
-                "log_batch_32": (32, lambda c, i: log_batch_one(c, i, run_id)),
-                "ui_index": (8, lambda c, i: request(port, "GET", "/", conn=c)),
-            }
-            for name, (concurrency, one) in mixes.items():
-                before = cpu_seconds(process.pid)
-                mix = run_mix(port, concurrency, total, one)
-                used = cpu_seconds(process.pid) - before
-                mix["cpu_ms_per_request"] = 1000 * used / max(1, mix["requests"])
-                result.mixes[name] = mix
-            return result
+            yield port, process
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -333,6 +322,34 @@ def measure(variant: Variant, total: int) -> Measurement:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+def mixes(port: int, run_id: str) -> dict[str, tuple[int, Callable]]:
+    """Name -> (concurrency, one request)."""
+    return {
+        "read_8": (8, lambda c, i: read_one(c, i, run_id)),
+        "read_32": (32, lambda c, i: read_one(c, i, run_id)),
+        "log_batch_8": (8, lambda c, i: log_batch_one(c, i, run_id)),
+        "log_batch_32": (32, lambda c, i: log_batch_one(c, i, run_id)),
+        "ui_index": (8, lambda c, i: request(port, "GET", "/", conn=c)),
+    }
+
+
+def measure(variant: Variant, total: int) -> Measurement:
+    with running(variant) as (port, process):
+        cold = wait_first_200(port, process)
+        time.sleep(2)  # let every worker and helper process finish booting
+        tree = process_tree(process.pid)
+        rss, pss = memory_mb(tree)
+        result = Measurement(variant.name, cold, rss, pss, len(tree))
+        run_id = seed(port)
+        for name, (concurrency, one) in mixes(port, run_id).items():
+            before = cpu_seconds(process.pid)
+            mix = run_mix(port, concurrency, total, one)
+            used = cpu_seconds(process.pid) - before
+            mix["cpu_ms_per_request"] = 1000 * used / max(1, mix["requests"])
+            result.mixes[name] = mix
+        return result
 
 
 def seed(port: int) -> str:
