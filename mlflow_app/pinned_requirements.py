@@ -9,10 +9,10 @@ pins are the versions the tests ran, and `deploy` refuses pins outside pyproject
 from __future__ import annotations
 
 import re
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
