@@ -20,7 +20,6 @@ from flask import Flask, Response
 from werkzeug.datastructures import Authorization
 
 from mlflow_app.config import AccessSettings, normal_identity
-from mlflow_app.databricks import USER_TOKEN
 from mlflow_app.errors import error_response, json_error
 from mlflow_app.front_door import TRUSTED_PEER_KEY
 from mlflow_app.metrics import ACCESS_DENIALS
@@ -137,14 +136,7 @@ class AccessControl:
         refusal = self.refusal(environ, path)
         if refusal is not None:
             return self.deny(start_response, *refusal)
-        token = None
-        if self.access.on_behalf_of_user:
-            token = USER_TOKEN.set(environ.get("HTTP_X_FORWARDED_ACCESS_TOKEN") or None)
-        try:
-            return self.answer_denials_in_json(environ, start_response)
-        finally:
-            if token is not None:
-                USER_TOKEN.reset(token)
+        return self.answer_denials_in_json(environ, start_response)
 
     def refusal(self, environ: WSGIEnviron, path: str) -> tuple[int, str, str] | None:
         """(status, reason label, message) when the request may not go on."""

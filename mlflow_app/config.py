@@ -232,8 +232,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER",
         "false",
-        "databricks-apps: make workspace calls with the user's X-Forwarded-Access-Token "
-        "(enable user authorization on the app), so each user sees what they may.",
+        "Refused when true: the user token Databricks Apps forwards carries only the app's user "
+        "API scopes, and none of them covers MLflow's REST API, so every call would be denied.",
+    ),
+    Setting(
+        "MLFLOW_APP_EXPERIMENT_FOLDER",
+        "/Shared/<app name>",
+        "Databricks mode: the workspace folder experiment names without a leading `/` live in "
+        "(shown without it), and whose `Default` experiment is experiment 0. Unset: "
+        "/Shared/<DATABRICKS_APP_NAME>, or /Shared/mlflow-app off Databricks Apps.",
     ),
     Setting(
         "MLFLOW_APP_CLIENT_TIMEOUT_SECONDS",
@@ -308,7 +315,6 @@ class AccessSettings:
     admin_password: str | None = field(repr=False)
     default_permission: str
     database_uri: str
-    on_behalf_of_user: bool
 
     @property
     def identity_headers(self) -> tuple[str, ...]:
@@ -332,6 +338,8 @@ class Settings:
     # dbfs:/Volumes/<catalog>/<schema>/<volume>[/<dir>]: where experiments created through
     # the service keep their artifacts (Databricks mode only).
     volume_root: str | None
+    # The workspace folder bare experiment names map into (Databricks mode only).
+    experiment_folder: str | None
     backend_store_uri: str
     registry_store_uri: str
     default_artifact_root: str
@@ -381,6 +389,7 @@ class Settings:
         return {
             "profile": self.profile,
             "volume_root": self.volume_root or "(none)",
+            "experiment_folder": self.experiment_folder or "(none)",
             "platform": self.platform.name,
             "backend_store_uri": mask_uri(self.backend_store_uri),
             "registry_store_uri": mask_uri(self.registry_store_uri),
@@ -470,6 +479,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         profile=profile,
         volume_root=volume_root,
+        experiment_folder=_experiment_folder(env, profile, platform),
         backend_store_uri=backend_uri,
         registry_store_uri=registry_uri,
         default_artifact_root=artifact_root,
@@ -539,12 +549,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         log_level=env.choice("MLFLOW_APP_LOG_LEVEL", "info", _LOG_LEVELS),
         platform=platform,
-        access=_access(env, platform, data_dir, profile),
+        access=_access(env, platform, data_dir),
     )
 
 
-def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> AccessSettings:
+def _access(env: _Env, platform: Platform, data_dir: Path) -> AccessSettings:
     mode = env.choice("MLFLOW_APP_AUTH", "none", AUTH_MODES)
+    _refuse_on_behalf_of_user(env)
     if mode == "databricks-apps" and not platform.databricks_app_name:
         raise ConfigError(
             "MLFLOW_APP_AUTH",
@@ -580,10 +591,43 @@ def _access(env: _Env, platform: Platform, data_dir: Path, profile: str) -> Acce
         admin_password=password,
         default_permission=env.choice("MLFLOW_APP_AUTH_DEFAULT_PERMISSION", "READ", _PERMISSIONS),
         database_uri=env.get("MLFLOW_APP_AUTH_DATABASE_URI") or f"sqlite:///{data_dir / 'auth.db'}",
-        on_behalf_of_user=mode == "databricks-apps"
-        and profile == "databricks"
-        and env.boolean("MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER", default=False),
     )
+
+
+def _refuse_on_behalf_of_user(env: _Env) -> None:
+    if env.boolean("MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER", default=False):
+        raise ConfigError(
+            "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER",
+            "the user token Databricks Apps forwards carries only the app's user API scopes, "
+            "none of which covers MLflow's REST API, so every call would be denied",
+            "unset it: workspace calls run as the app's service principal, and who may open "
+            "the app is its CAN USE permission",
+        )
+
+
+_WORKSPACE_PATH = re.compile(r"(/[^/\x00-\x1f]+)+")
+
+
+def _experiment_folder(env: _Env, profile: str, platform: Platform) -> str | None:
+    raw = env.get("MLFLOW_APP_EXPERIMENT_FOLDER")
+    if profile != "databricks":
+        if raw:
+            raise ConfigError(
+                "MLFLOW_APP_EXPERIMENT_FOLDER",
+                "it applies only to a Databricks tracking store",
+                "unset it, or set MLFLOW_BACKEND_STORE_URI=databricks",
+            )
+        return None
+    folder = (raw or f"/Shared/{platform.databricks_app_name or 'mlflow-app'}").rstrip("/")
+    if not _WORKSPACE_PATH.fullmatch(folder) or any(
+        part in (".", "..") for part in folder.split("/")
+    ):
+        raise ConfigError(
+            "MLFLOW_APP_EXPERIMENT_FOLDER",
+            f"'{raw}' is not an absolute workspace folder",
+            "set it to a folder such as /Shared/mlflow or /Users/<user>/mlflow",
+        )
+    return folder
 
 
 _IDENTITY = re.compile(r"[^\s,;<>\"'\\\x00-\x1f\x7f]{1,254}")

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextvars import ContextVar
 from typing import Any
 
 from mlflow_app.config import Settings
@@ -29,10 +28,6 @@ from mlflow_app.store_hooks import (
 
 _DATABRICKS_SCHEMES = ("databricks", "databricks-uc")
 
-# The signed-in user's Databricks token for this request, when calls go on behalf of users
-# (set by access.AccessControl from X-Forwarded-Access-Token).
-USER_TOKEN: ContextVar[str | None] = ContextVar("databricks_user_token", default=None)
-
 
 def reuse_host_credentials(settings: Settings) -> None:
     """Make every store built for our Databricks URIs resolve its credentials once, within
@@ -42,25 +37,20 @@ def reuse_host_credentials(settings: Settings) -> None:
         if registry_scheme(uri) not in _DATABRICKS_SCHEMES:
             return build
         return functools.partial(
-            _build_with_credentials_once,
-            build,
-            settings.upstream_retry_seconds,
-            settings.access.on_behalf_of_user,
+            _build_with_credentials_once, build, settings.upstream_retry_seconds
         )
 
     wrap_store_builders(settings, wrap)
 
 
 def _build_with_credentials_once(
-    build: StoreBuilder, timeout: float, on_behalf_of_user: bool, *args: Any, **kwargs: Any
+    build: StoreBuilder, timeout: float, *args: Any, **kwargs: Any
 ) -> Any:
     store = build(*args, **kwargs)
     resolve = getattr(store, "get_host_creds", None)
     if callable(resolve):
         # RestStore keeps its `get_host_creds` constructor argument under this name.
         store.get_host_creds = CredentialsOnce(resolve, timeout)
-        if on_behalf_of_user:
-            store.get_host_creds = functools.partial(_user_or_service, store.get_host_creds)
     from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore
 
     if isinstance(store, UcModelRegistryStore):
@@ -87,17 +77,6 @@ def _no_webhooks(store: Any, *args: Any, **kwargs: Any) -> Any:
     from mlflow.store.entities.paged_list import PagedList
 
     return PagedList([], None)
-
-
-def _user_or_service(service_credentials: Callable[[], Any]) -> Any:
-    """The signed-in user's token when the request carries one, else the service principal."""
-    credentials = service_credentials()
-    token = USER_TOKEN.get()
-    if token is None:
-        return credentials
-    from mlflow.utils.rest_utils import MlflowHostCreds
-
-    return MlflowHostCreds(host=credentials.host, token=token)
 
 
 def _without_empty_run_link(create: Callable) -> Callable:

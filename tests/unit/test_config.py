@@ -285,18 +285,27 @@ def test_the_admin_password_can_come_from_a_file_and_is_never_shown(tmp_path: Pa
     assert "file-Held-pw-123" not in str(settings.describe())
 
 
-def test_databricks_apps_trusts_private_peers_and_can_act_for_users() -> None:
-    settings = load_settings(
-        {
-            "DATABRICKS_APP_NAME": "mlflow",
-            "MLFLOW_APP_AUTH": "DATABRICKS-APPS",
-            "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER": "true",
-        }
-    )
+def test_databricks_apps_trusts_private_peers() -> None:
+    settings = load_settings({"DATABRICKS_APP_NAME": "mlflow", "MLFLOW_APP_AUTH": "DATABRICKS-APPS"})
     assert settings.access.mode == "databricks-apps"
     assert settings.access.identity_header == "X-Forwarded-Email"
-    assert settings.access.on_behalf_of_user
     assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.trusted_proxies)
+
+
+def test_acting_on_behalf_of_users_is_refused_since_no_user_scope_covers_mlflow() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(
+            {
+                "DATABRICKS_APP_NAME": "mlflow",
+                "MLFLOW_APP_AUTH": "databricks-apps",
+                "MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER": "true",
+            }
+        )
+    message = str(refused.value)
+    assert message.startswith("MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER: ")
+    assert "none of which covers MLflow" in message and "unset it" in message
+    assert "\n" not in message
+    assert load_settings({"MLFLOW_APP_DATABRICKS_ON_BEHALF_OF_USER": "false"})
 
 
 @pytest.mark.parametrize(
