@@ -286,7 +286,9 @@ def test_the_admin_password_can_come_from_a_file_and_is_never_shown(tmp_path: Pa
 
 
 def test_databricks_apps_trusts_private_peers() -> None:
-    settings = load_settings({"DATABRICKS_APP_NAME": "mlflow", "MLFLOW_APP_AUTH": "DATABRICKS-APPS"})
+    settings = load_settings(
+        {"DATABRICKS_APP_NAME": "mlflow", "MLFLOW_APP_AUTH": "DATABRICKS-APPS"}
+    )
     assert settings.access.mode == "databricks-apps"
     assert settings.access.identity_header == "X-Forwarded-Email"
     assert any(n.with_prefixlen == "10.0.0.0/8" for n in settings.trusted_proxies)
