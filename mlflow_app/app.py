@@ -17,6 +17,7 @@ from mlflow_app.config import Settings
 from mlflow_app.database_outage import fail_fast_while_unreachable
 from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
+from mlflow_app.experiment_folder import keep_bare_names_in_folder
 from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.native_routes import NativeRoutes
@@ -70,6 +71,7 @@ def prepare_stores(settings: Settings) -> None:
     if settings.profile == "databricks":
         reuse_host_credentials(settings)
         keep_artifacts_in_volume(settings)
+        keep_bare_names_in_folder(settings)
     else:
         fail_fast_while_unreachable(settings)
         tune_every_sqlite_connection()

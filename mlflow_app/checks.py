@@ -194,6 +194,13 @@ def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:
             f"{principal} CAN EDIT on the workspace folder its experiments live in",
         ),
         Check(
+            "experiment_folder",
+            lambda: _experiment_folder_ready(settings.experiment_folder or "", write_probe),
+            f"give {principal} CAN MANAGE on the workspace folder {settings.experiment_folder} "
+            "(mlflow-app setup databricks does), or set MLFLOW_APP_EXPERIMENT_FOLDER to one "
+            "it manages",
+        ),
+        Check(
             "model_registry",
             _registry_answers,
             f"grant {principal} USE CATALOG on {catalog}, USE SCHEMA and CREATE MODEL on "
@@ -299,6 +306,23 @@ def _tracking_store_answers() -> str:
 
     _get_tracking_store().search_experiments(max_results=1)
     return "experiments can be listed"
+
+
+def _experiment_folder_ready(folder: str, write_probe: bool) -> str:
+    """Experiment 0 is the folder's Default experiment: created at startup (which proves the
+    service principal may create experiments there), found by readiness."""
+    from mlflow.server.handlers import _get_tracking_store
+
+    from mlflow_app.experiment_folder import ExperimentFolder, ensure_experiment
+
+    default = ExperimentFolder(folder).default_path
+    store = _get_tracking_store()
+    if write_probe:
+        _workspace_client().workspace.mkdirs(folder)
+        ensure_experiment(store, default)
+    elif store.get_experiment_by_name(default) is None:
+        raise RuntimeError(f"{default} (experiment 0) does not exist; the startup check makes it")
+    return f"bare experiment names live in {folder}; experiment 0 is {default}"
 
 
 def _registry_answers() -> str:

@@ -322,6 +322,37 @@ def step_app_grants(run: Run) -> str:
     return f"granted {principal}: {described}"
 
 
+def step_experiment_folder(run: Run) -> str:
+    """Bare experiment names live in /Shared/<app> (the app's MLFLOW_APP_EXPERIMENT_FOLDER
+    default); creating experiments there needs CAN MANAGE on it."""
+    from databricks.sdk.service.workspace import (
+        WorkspaceObjectAccessControlRequest,
+        WorkspaceObjectPermissionLevel,
+    )
+
+    folder = experiment_folder(run.target.app)
+    principal = run.state.facts.get("app_principal") or "<the app's service principal>"
+    if run.dry_run:
+        return f"would create {folder} and give {principal} CAN MANAGE on it"
+    run.client.workspace.mkdirs(folder)
+    folder_id = run.client.workspace.get_status(folder).object_id
+    run.client.workspace.update_permissions(
+        "directories",
+        str(folder_id),
+        access_control_list=[
+            WorkspaceObjectAccessControlRequest(
+                service_principal_name=principal,
+                permission_level=WorkspaceObjectPermissionLevel.CAN_MANAGE,
+            )
+        ],
+    )
+    return f"{principal} may create experiments in {folder}"
+
+
+def experiment_folder(app: str) -> str:
+    return f"/Shared/{app}"
+
+
 def step_settings(run: Run) -> str:
     facts = run.state.facts
     if run.dry_run:
@@ -340,6 +371,7 @@ STEPS: tuple[tuple[str, Callable[[Run], str]], ...] = (
     ("volume_access", step_volume_access),
     ("app", step_app),
     ("app_grants", step_app_grants),
+    ("experiment_folder", step_experiment_folder),
     ("settings", step_settings),
 )
 
@@ -352,6 +384,7 @@ GRANTS = {
     "app": "permission to create apps in this workspace (the Databricks Apps entitlement)",
     "app_grants": "MANAGE on catalog {catalog} and schema {catalog}.{schema} "
     "(or ownership), so you can grant the app's service principal",
+    "experiment_folder": "CAN MANAGE on /Shared/{app}, or on /Shared to create it",
     "credentials": "a valid sign-in: DATABRICKS_HOST with DATABRICKS_TOKEN, or "
     "DATABRICKS_CONFIG_PROFILE",
 }

@@ -42,6 +42,17 @@ from werkzeug.wrappers import Request, Response
 from tests.contract.standin_apps import APPS_DOMAIN, AppRuntime, AppsProxy, serve_tls
 from tests.contract.standin_platform import Platform
 
+_MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")
+_INVALID_NAME = (
+    "Got an invalid experiment name '{}'. An experiment name must be an absolute path within "
+    "the Databricks workspace, e.g. '/Users/<some-username>/my-experiment'."
+)
+# Per call, the argument holding an experiment name.
+_EXPERIMENT_NAMES = {
+    "/experiments/create": "name",
+    "/experiments/get-by-name": "experiment_name",
+    "/experiments/update": "new_name",
+}
 _ARTIFACT_LOCATION_SCHEMES = ("dbfs:/", "s3://", "s3a://", "abfss://", "gs://", "wasbs://")
 
 
@@ -171,6 +182,10 @@ class Workspace:
             return self.uc_models(request, principal)(environ, start_response)
         if path.startswith("/api/2.0/mlflow/unity-catalog/model-versions/"):
             return self.uc_versions(request, principal)(environ, start_response)
+        if path.startswith(_MLFLOW_PREFIXES) and (
+            refused := self.refuse_experiment_call(request, principal)
+        ):
+            return refused(environ, start_response)
         if path == "/api/2.0/mlflow/experiments/create":
             body = request.get_data()
             environ["wsgi.input"] = io.BytesIO(body)  # MLflow's app reads the body again
@@ -180,7 +195,7 @@ class Workspace:
             answered = self.platform.handle(request, principal, request.host_url.rstrip("/"))
         if answered is not None:
             return answered(environ, start_response)
-        if path.startswith(("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")):
+        if path.startswith(_MLFLOW_PREFIXES):
             return self.mlflow_app(environ, start_response)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {path}'")(
             environ, start_response
@@ -359,6 +374,36 @@ class Workspace:
                 f"it has: {' '.join(known.scopes)}",
             )
         return known.principal, None
+
+    # --- experiments: workspace objects, named by their path -----------------------------------
+    def refuse_experiment_call(self, request: Request, principal: str) -> Response | None:
+        """Experiment names are absolute workspace paths in a folder that exists and the caller
+        may manage; there is no experiment 0."""
+        body = request.get_data()
+        request.environ["wsgi.input"] = io.BytesIO(body)  # MLflow's app reads the body again
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return None  # MLflow's app answers malformed bodies itself
+        if not isinstance(data, dict):
+            return None
+        ids = [*request.args.getlist("experiment_ids"), *(data.get("experiment_ids") or [])]
+        ids.append(data.get("experiment_id") or request.args.get("experiment_id"))
+        if "0" in ids:
+            return api_error(404, "RESOURCE_DOES_NOT_EXIST", "Node ID 0 does not exist.")
+        call = request.path.split("/mlflow", 1)[1]
+        argument = _EXPERIMENT_NAMES.get(call)
+        name = data.get(argument) or request.args.get(argument) if argument else None
+        if name is None:
+            return None
+        if not name.startswith("/"):
+            if call == "/experiments/get-by-name":
+                return api_error(404, "RESOURCE_DOES_NOT_EXIST", _INVALID_NAME.format(name))
+            return api_error(400, "INVALID_PARAMETER_VALUE", _INVALID_NAME.format(name))
+        if call == "/experiments/get-by-name":
+            return None
+        with self.state.lock:
+            return self.platform.refuse_new_object(name, principal)
 
     # --- Unity Catalog registry (the calls MLflow's databricks-uc store makes) ------------------
     def refuse_artifact_location(self, body: bytes) -> Response | None:
@@ -651,7 +696,18 @@ def build(args: argparse.Namespace) -> Workspace:
         app_start_seconds=args.app_start_seconds,
     )
     platform.seed()
+    hide_the_default_experiment()
     return Workspace(state, mlflow_app, platform)
+
+
+def hide_the_default_experiment() -> None:
+    """The workspace has no experiment 0; MLflow's store made one, which nobody may see."""
+    from mlflow.entities import LifecycleStage
+    from mlflow.server.handlers import _get_tracking_store
+
+    store = _get_tracking_store()
+    if store.get_experiment("0").lifecycle_stage == LifecycleStage.ACTIVE:
+        store.delete_experiment("0")
 
 
 def front_doors(workspace: Workspace, args: argparse.Namespace) -> None:

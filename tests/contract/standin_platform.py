@@ -54,7 +54,20 @@ class Platform:
     register_client: Callable[[str, str], None] = lambda client_id, secret: None
     app_start_seconds: float = 3.0
     workspace_files: dict[str, bytes] = field(default_factory=dict)
-    workspace_dirs: set[str] = field(default_factory=lambda: {"/", "/Workspace", "/Users"})
+    workspace_dirs: set[str] = field(
+        default_factory=lambda: {
+            "/",
+            "/Workspace",
+            "/Users",
+            "/Shared",
+            "/Workspace/Users",
+            "/Workspace/Shared",
+        }
+    )
+    # Folder ACLs: path -> principal -> level. A creator manages what it creates; every user
+    # manages /Shared and their own /Users/<name> (the workspace's defaults).
+    workspace_acls: dict[str, dict[str, str]] = field(default_factory=dict)
+    workspace_ids: dict[str, int] = field(default_factory=dict)
 
     def seed(self) -> None:
         """What a new workspace has: the `main` catalog, its `default` schema and the volumes
@@ -102,7 +115,9 @@ class Platform:
         if path == "/api/2.0/apps" or path.startswith("/api/2.0/apps/"):
             return self.app_call(request, principal, path[len("/api/2.0/apps") :], base_url)
         if path.startswith("/api/2.0/workspace/"):
-            return self.workspace(request, path[len("/api/2.0/workspace/") :])
+            return self.workspace(request, principal, path[len("/api/2.0/workspace/") :])
+        if path.startswith("/api/2.0/permissions/directories/"):
+            return self.directory_permissions(request, path.rsplit("/", 1)[1])
         return None
 
     # --- Unity Catalog ----------------------------------------------------------------------
@@ -430,13 +445,87 @@ class Platform:
         self.runtime.deploy(app, deployment, files)
         return deployment
 
-    # --- workspace files --------------------------------------------------------------------
-    def workspace(self, request: Request, action: str) -> Response:
+    # --- workspace files and folders ----------------------------------------------------------
+    def folder_exists(self, path: str) -> bool:
+        return (
+            path in self.workspace_dirs
+            or re.fullmatch(r"(/Workspace)?/Users/[^/]+", path) is not None
+        )
+
+    def may_manage(self, principal: str, path: str) -> bool:
+        """CAN_MANAGE on the folder or one above it (folders pass permissions down);
+        /Workspace/x and /x are the same folder."""
+        parts = path.rstrip("/").removeprefix("/Workspace").split("/")
+        for depth in range(len(parts), 0, -1):
+            above = "/".join(parts[:depth]) or "/"
+            if above in ("/Shared", f"/Users/{principal}"):
+                return True
+            if self.workspace_acls.get(above, {}).get(principal) == "CAN_MANAGE":
+                return True
+        return False
+
+    def refuse_new_object(self, path: str, principal: str) -> Response | None:
+        """Creating an object (an experiment) needs its folder, and CAN_MANAGE on it."""
+        parent = path.rsplit("/", 1)[0] or "/"
+        if not self.folder_exists(parent):
+            return api_error(
+                404, "RESOURCE_DOES_NOT_EXIST", f"Parent directory {parent} does not exist."
+            )
+        if not self.may_manage(principal, parent):
+            return api_error(
+                403,
+                "PERMISSION_DENIED",
+                f"{principal} does not have Manage permissions on {parent}. Please contact the "
+                "owner or an administrator for access.",
+            )
+        return None
+
+    def folder_id(self, path: str) -> int:
+        return self.workspace_ids.setdefault(path, 4000000 + len(self.workspace_ids))
+
+    def directory_permissions(self, request: Request, object_id: str) -> Response:
+        folder = next((p for p, i in self.workspace_ids.items() if str(i) == object_id), None)
+        if folder is None:
+            return api_error(
+                404, "RESOURCE_DOES_NOT_EXIST", f"Directory ({object_id}) does not exist."
+            )
+        acl = self.workspace_acls.setdefault(folder, {})
+        if request.method in ("PATCH", "PUT"):
+            if request.method == "PUT":
+                acl.clear()
+            for entry in (request.get_json(silent=True) or {}).get("access_control_list", []):
+                who = next(
+                    entry[k]
+                    for k in ("user_name", "service_principal_name", "group_name")
+                    if entry.get(k)
+                )
+                acl[who] = entry["permission_level"]
+        return json_response(
+            {
+                "object_id": f"/directories/{object_id}",
+                "object_type": "directory",
+                "access_control_list": [
+                    {
+                        ("user_name" if "@" in who else "service_principal_name"): who,
+                        "all_permissions": [{"permission_level": level, "inherited": False}],
+                    }
+                    for who, level in sorted(acl.items())
+                ],
+            }
+        )
+
+    def workspace(self, request: Request, principal: str, action: str) -> Response:
         if action == "mkdirs" and request.method == "POST":
-            path = (request.get_json(silent=True) or {}).get("path", "")
-            parts = path.rstrip("/").split("/")
+            path = (request.get_json(silent=True) or {}).get("path", "").rstrip("/")
+            parts = path.split("/")
             for depth in range(1, len(parts) + 1):
-                self.workspace_dirs.add("/".join(parts[:depth]) or "/")
+                folder = "/".join(parts[:depth]) or "/"
+                if self.folder_exists(folder):
+                    continue
+                if refused := self.refuse_new_object(folder, principal):
+                    return refused
+                self.workspace_dirs.add(folder)
+                self.workspace_acls[folder] = {principal: "CAN_MANAGE"}
             return json_response({})
         if action == "import" and request.method == "POST":
             path = request.form.get("path") or (request.get_json(silent=True) or {}).get("path", "")
@@ -447,7 +536,7 @@ class Platform:
                 else base64.b64decode((request.get_json(silent=True) or {}).get("content", ""))
             )
             parent = path.rsplit("/", 1)[0]
-            if parent not in self.workspace_dirs:
+            if not self.folder_exists(parent):
                 return api_error(
                     404, "RESOURCE_DOES_NOT_EXIST", f"The parent folder ({parent}) does not exist."
                 )
@@ -462,7 +551,9 @@ class Platform:
                 return json_response(
                     {"path": path, "object_type": "FILE", "size": len(self.workspace_files[path])}
                 )
-            if path in self.workspace_dirs:
-                return json_response({"path": path, "object_type": "DIRECTORY"})
+            if self.folder_exists(path):
+                return json_response(
+                    {"path": path, "object_type": "DIRECTORY", "object_id": self.folder_id(path)}
+                )
             return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
         return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")

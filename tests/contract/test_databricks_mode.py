@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -76,7 +77,7 @@ def test_wrong_client_secret_stops_startup_naming_the_credentials(run_server, st
     )
     assert server.process.wait(timeout=120) != 0
     output = server.log()
-    assert "credentials     FAILED" in output or "credentials  FAILED" in output
+    assert re.search(r"^credentials +FAILED", output, re.MULTILINE)
     assert "DATABRICKS_CLIENT_SECRET" in output
     assert "not-the-secret" not in output
 
@@ -144,7 +145,7 @@ def test_a_personal_access_token_works_for_local_runs(run_server, standin: Stand
         DATABRICKS_TOKEN=PAT,
     )
     pat_user_is_authenticated(server)
-    assert MlflowClient(server.url).create_experiment("/Users/pat-user/local")
+    assert MlflowClient(server.url).create_experiment("/Users/pat-user@example.com/local")
 
 
 def test_a_cli_profile_works_for_local_runs(run_server, standin: StandIn, tmp_path) -> None:
