@@ -103,7 +103,7 @@ def _build_mapped(build: StoreBuilder, folder: ExperimentFolder, *args: Any, **k
 
 def _takes_experiments(method: Callable) -> bool:
     parameters = inspect.signature(method).parameters
-    return method.__name__ in _NAME_PARAMETERS or bool(
+    return method.__name__ in (*_NAME_PARAMETERS, "search_experiments") or bool(
         {"experiment_id", "experiment_ids"} & parameters.keys()
     )
 

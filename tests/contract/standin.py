@@ -258,6 +258,7 @@ class Workspace:
                 f"{kind}:{name}": {who: sorted(p) for who, p in held.items()}
                 for (kind, name), held in platform.grants.items()
             },
+            "folder_acls": platform.workspace_acls,
             "workspace_files": sorted(platform.workspace_files),
         }
 

@@ -107,6 +107,7 @@ def test_setup_creates_binds_and_grants_then_a_second_run_changes_nothing(
     sp = app["service_principal_client_id"]
     assert set(after["grants"]["schema:ml.mlflow"][sp]) >= {"USE_SCHEMA", "CREATE_MODEL"}
     assert "USE_CATALOG" in after["grants"]["catalog:ml"][sp]
+    assert after["folder_acls"]["/Shared/mlflow-test"][sp] == "CAN_MANAGE"
 
     calls_before = len(standin.calls())
     second = setup(standin, state)
@@ -125,6 +126,7 @@ FAILURE_POINTS = {
     "volume_access": ("/api/2.0/fs/files/Volumes/", "PUT"),
     "app": ("/api/2.0/apps", "POST"),
     "app_grants": ("/api/2.1/unity-catalog/permissions/", "PATCH"),
+    "experiment_folder": ("/api/2.0/permissions/directories/", "PATCH"),
 }
 NAMED_GRANTS = {
     "catalog": "CREATE CATALOG on the metastore",
@@ -133,6 +135,7 @@ NAMED_GRANTS = {
     "volume_access": "WRITE VOLUME on volume",
     "app": "permission to create apps",
     "app_grants": "MANAGE on catalog",
+    "experiment_folder": "CAN MANAGE on /Shared/mlflow-test",
 }
 
 

@@ -127,3 +127,23 @@ def test_the_apps_proxy_forwards_a_token_with_the_apps_scopes_and_no_email_for_p
     assert user["X-Forwarded-Proto"] == "https"
     assert "X-Forwarded-Email" not in principal and "X-Forwarded-Access-Token" not in principal
     assert principal["X-Forwarded-Preferred-Username"] == "sp-id"
+
+
+def test_the_workspace_takes_absolute_names_in_folders_the_caller_manages(standin: StandIn):
+    create = "/api/2.0/mlflow/experiments/create"
+    bare = standin.api("POST", create, json={"name": "bare"})
+    assert bare.status_code == 400
+    assert "must be an absolute path within the Databricks workspace" in bare.json()["message"]
+    lookup = standin.api(
+        "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "bare"}
+    )
+    assert lookup.status_code == 404
+    zero = standin.api("GET", "/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"})
+    assert zero.status_code == 404 and zero.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    missing = standin.api("POST", create, json={"name": "/Shared/nowhere/x"})
+    assert missing.status_code == 404 and "/Shared/nowhere does not exist" in missing.text
+    foreign = standin.api("POST", create, json={"name": "/Users/someone@example.com/x"})
+    assert foreign.status_code == 403 and foreign.json()["error_code"] == "PERMISSION_DENIED"
+    assert standin.api("POST", create, json={"name": "/Shared/x"}).ok
+    listed = standin.api("POST", "/api/2.0/mlflow/experiments/search", json={"max_results": 50})
+    assert [e["name"] for e in listed.json()["experiments"]] == ["/Shared/x"]
