@@ -376,3 +376,37 @@ def test_workers_follow_the_cgroup_quota_not_the_host(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(v1) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "folder"),
+    [
+        ({"DATABRICKS_APP_NAME": "mlflow"}, "/Shared/mlflow"),
+        ({"MLFLOW_TRACKING_URI": "databricks"}, "/Shared/mlflow-app"),
+        (
+            {"DATABRICKS_APP_NAME": "m", "MLFLOW_APP_EXPERIMENT_FOLDER": "/Users/a@b.com/ml/"},
+            "/Users/a@b.com/ml",
+        ),
+        ({}, None),
+    ],
+)
+def test_the_experiment_folder_defaults_to_the_apps_shared_folder(environ, folder) -> None:
+    assert load_settings(environ).experiment_folder == folder
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"DATABRICKS_APP_NAME": "m", "MLFLOW_APP_EXPERIMENT_FOLDER": "team"}, "not an absolute"),
+        (
+            {"DATABRICKS_APP_NAME": "m", "MLFLOW_APP_EXPERIMENT_FOLDER": "/a/../b"},
+            "not an absolute",
+        ),
+        ({"MLFLOW_APP_EXPERIMENT_FOLDER": "/Shared/x"}, "only to a Databricks tracking store"),
+    ],
+)
+def test_a_bad_experiment_folder_is_one_line(environ, problem) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    assert str(refused.value).startswith("MLFLOW_APP_EXPERIMENT_FOLDER: ")
+    assert problem in str(refused.value)
