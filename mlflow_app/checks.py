@@ -54,6 +54,14 @@ class CheckWarning(Exception):
         self.reason, self.fix = reason, fix
 
 
+class CheckFailure(Exception):
+    """Raised by a probe that failed with a fix of its own (e.g. the exact GRANT)."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -217,9 +225,45 @@ def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:
                 "resource grants them), or set MLFLOW_DEFAULT_ARTIFACT_ROOT to another volume",
             )
         )
+        checks.append(
+            Check(
+                "grants",
+                lambda: _grants_held(volume, settings.registry_store_uri == "databricks-uc"),
+                "",
+            )
+        )
     else:
         checks.append(Check("artifact_store", _workspace_artifacts_caveat, ""))
     return checks
+
+
+def _grants_held(volume: str, registers_in_unity_catalog: bool) -> str:
+    """Listing succeeds with no privileges at all; writing needs these. The principal reads
+    its own effective grants (inherited ones included)."""
+    from databricks.sdk.errors import PermissionDenied
+
+    from mlflow_app.uc_grants import grant_statement, lacking, needed
+
+    client = _workspace_client()
+    principal = client.current_user.me().user_name
+    wanted = needed(volume)
+    if not registers_in_unity_catalog:
+        wanted = {s: p - {"CREATE_MODEL"} for s, p in wanted.items()}
+    try:
+        missing = lacking(client, principal, wanted)
+    except PermissionDenied as error:
+        raise CheckWarning(
+            f"could not read its own grants ({error_line(error)[:150]})",
+            "mlflow-app doctor --app <app> checks them with your sign-in",
+        ) from None
+    if missing:
+        raise CheckFailure(
+            f"{principal} lacks "
+            + "; ".join(f"{', '.join(p)} on {kind} {name}" for (kind, name), p in missing.items()),
+            "; ".join(grant_statement(s, p, principal) for s, p in missing.items()),
+        )
+    held = sorted({p for privileges in wanted.values() for p in privileges})
+    return f"{principal} holds {', '.join(p.replace('_', ' ') for p in held)}"
 
 
 def _volume_name(volume_root: str | None) -> str | None:
@@ -263,6 +307,8 @@ def _timed(check: Check, settings: Settings) -> CheckResult:
         return CheckResult(check.name, False, latency, reason, check.fix)
     if isinstance(caveat := outcome.get("error"), CheckWarning):
         return CheckResult(check.name, True, latency, caveat.reason, caveat.fix, warning=True)
+    if isinstance(failure := outcome.get("error"), CheckFailure):
+        return CheckResult(check.name, False, latency, failure.reason, failure.fix)
     if "error" in outcome:
         error = outcome["error"]
         reason = redact(describe_error(error), secrets_in(settings))

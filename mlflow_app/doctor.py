@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mlflow_app.deploy import READY_PATH, DeployFailed, oauth_token, readiness
-from mlflow_app.setup_databricks import VOLUME_RESOURCE_KEY, missing_privileges
+from mlflow_app.setup_databricks import VOLUME_RESOURCE_KEY
+from mlflow_app.uc_grants import grant_statement, missing_privileges, needed
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,9 @@ def _volume_and_grants(client: Any, app: Any) -> list[Finding]:
             )
         ]
     volume = securable.securable_full_name
-    catalog, schema, _ = volume.split(".")
     principal = app.service_principal_client_id
-    needed = {
-        ("volume", volume): {"READ_VOLUME", "WRITE_VOLUME"},
-        ("schema", f"{catalog}.{schema}"): {"USE_SCHEMA", "CREATE_MODEL"},
-        ("catalog", catalog): {"USE_CATALOG"},
-    }
     findings = []
-    for (kind, name), privileges in needed.items():
+    for (kind, name), privileges in needed(volume).items():
         missing = missing_privileges(client, kind, name, principal, privileges)
         findings.append(
             Finding(
@@ -87,10 +82,7 @@ def _volume_and_grants(client: Any, app: Any) -> list[Finding]:
                 not missing,
                 f"{principal} {'lacks ' + ', '.join(missing) if missing else 'has what it needs'}"
                 f" on {name}",
-                f"GRANT {', '.join(m.replace('_', ' ') for m in missing)} ON {kind.upper()} "
-                f"{name} TO `{principal}`"
-                if missing
-                else "",
+                grant_statement((kind, name), missing, principal) if missing else "",
             )
         )
     return findings

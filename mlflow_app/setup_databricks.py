@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlflow_app.uc_grants import lacking, registry_needs
+
 STATE_FILE = Path(".mlflow-app") / "databricks-setup.json"
 ENV_FILE = Path(".env")
 ENV_FILE_MARK = "# Written by mlflow-app setup databricks"
@@ -296,15 +298,7 @@ def step_app_grants(run: Run) -> str:
     from databricks.sdk.service.catalog import PermissionsChange, Privilege
 
     principal = run.state.facts.get("app_principal") or "<the app's service principal>"
-    catalog, schema = run.target.catalog, f"{run.target.catalog}.{run.target.schema}"
-    wanted = {
-        ("catalog", catalog): {"USE_CATALOG"},
-        ("schema", schema): {"USE_SCHEMA", "CREATE_MODEL"},
-    }
-    missing = {}
-    for (kind, name), privileges in wanted.items():
-        if lacking := missing_privileges(run.client, kind, name, principal, privileges):
-            missing[kind, name] = lacking
+    missing = lacking(run.client, principal, registry_needs(run.target.catalog, run.target.schema))
     if not missing:
         return f"{principal} already has USE CATALOG, USE SCHEMA and CREATE MODEL"
     described = "; ".join(
@@ -467,21 +461,6 @@ def _has_volume_resource(app: Any, target: Target) -> bool:
         ):
             return True
     return False
-
-
-def missing_privileges(
-    client: Any, kind: str, name: str, principal: str, wanted: set[str]
-) -> list[str]:
-    """Which of `wanted` (privilege names) the principal lacks on a securable, inherited
-    grants included; sorted."""
-    found = client.grants.get_effective(kind, name, principal=principal)
-    held = {
-        p.privilege.value
-        for a in found.privilege_assignments or []
-        for p in a.privileges or []
-        if p.privilege is not None
-    }
-    return [] if "ALL_PRIVILEGES" in held else sorted(wanted - held)
 
 
 def print_status(state: State | None, state_path: Path, out: TextIO = sys.stdout) -> int:

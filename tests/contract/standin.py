@@ -177,7 +177,7 @@ class Workspace:
                 }
             )(environ, start_response)
         if path.startswith("/api/2.0/fs/"):
-            return self.files(request)(environ, start_response)
+            return self.files(request, principal)(environ, start_response)
         if path.startswith("/api/2.0/mlflow/unity-catalog/registered-models"):
             return self.uc_models(request, principal)(environ, start_response)
         if path.startswith("/api/2.0/mlflow/unity-catalog/model-versions/"):
@@ -447,6 +447,12 @@ class Workspace:
                 )
             if name in models:
                 return api_error(400, "RESOURCE_ALREADY_EXISTS", f"Model '{name}' exists.")
+            with self.state.lock:
+                refused = self.platform.refuse_without(
+                    principal, name.rsplit(".", 1)[0], "CREATE_MODEL"
+                )
+            if refused is not None:
+                return refused
             now = int(time.time() * 1000)
             models[name] = {
                 "name": name,
@@ -564,7 +570,7 @@ class Workspace:
         return json_response({"model_version": self.version_view(version)})
 
     # --- Files API -------------------------------------------------------------------------------
-    def files(self, request: Request) -> Response:
+    def files(self, request: Request, principal: str) -> Response:
         kind, _, raw = request.path[len("/api/2.0/fs/") :].partition("/")
         volume_path = "/" + unquote(raw)
         if volume_path.startswith("/Models/"):
@@ -575,6 +581,15 @@ class Workspace:
         )
         if volume is None or ".." in volume_path.split("/"):
             return api_error(404, "NOT_FOUND", f"The volume for {volume_path} does not exist.")
+        reads = request.method in ("GET", "HEAD")
+        with self.state.lock:
+            refused = self.platform.refuse_without(
+                principal,
+                volume.removeprefix("/Volumes/").replace("/", "."),
+                "READ_VOLUME" if reads else "WRITE_VOLUME",
+            )
+        if refused is not None:
+            return refused
         local = self.state.root / "volumes" / volume_path.lstrip("/")
         if kind == "files":
             return self.file_call(request, local, volume_path)
@@ -697,6 +712,8 @@ def build(args: argparse.Namespace) -> Workspace:
         app_start_seconds=args.app_start_seconds,
     )
     platform.seed()
+    for principal in {args.client_id, *state.pats.values()}:
+        platform.grant_seeded(principal)
     hide_the_default_experiment()
     return Workspace(state, mlflow_app, platform)
 

@@ -95,6 +95,52 @@ class Platform:
                 catalog, schema, name, "metastore-admin"
             )
 
+    def grant_seeded(self, principal: str) -> None:
+        """What an admin grants a principal that registers models in and writes to the seeded
+        volumes' schemas (the tests' own principal and users)."""
+        for volume in self.volumes:
+            catalog, schema, name = volume.split("/")[2:5]
+            for securable, privileges in (
+                (("catalog", catalog), {"USE_CATALOG"}),
+                (("schema", f"{catalog}.{schema}"), {"USE_SCHEMA", "CREATE_MODEL"}),
+                (("volume", f"{catalog}.{schema}.{name}"), {"READ_VOLUME", "WRITE_VOLUME"}),
+            ):
+                self.grants.setdefault(securable, {}).setdefault(principal, set()).update(
+                    privileges
+                )
+
+    def holds(self, principal: str, securable: str, privilege: str) -> bool:
+        """As owner of the securable or of what contains it, or by a grant there or above
+        (Unity Catalog privileges pass down from catalog to schema to volume)."""
+        parts = securable.split(".")
+        tables = (
+            ("catalog", self.catalogs),
+            ("schema", self.schemas),
+            ("volume", self.volume_infos),
+        )
+        for depth, (kind, table) in enumerate(tables[: len(parts)]):
+            name = ".".join(parts[: depth + 1])
+            if table.get(name, {}).get("owner") == principal:
+                return True
+            held = self.grants.get((kind, name), {}).get(principal, set())
+            if privilege in held or "ALL_PRIVILEGES" in held:
+                return True
+        return False
+
+    def refuse_without(self, principal: str, securable: str, privilege: str) -> Response | None:
+        """USE CATALOG and USE SCHEMA on the way down, then the privilege itself."""
+        parts = securable.split(".")
+        needed = [("USE_CATALOG", parts[0]), ("USE_SCHEMA", ".".join(parts[:2]))]
+        for wanted, on in [*needed[: len(parts) - 1], (privilege, securable)]:
+            if not self.holds(principal, on, wanted):
+                kind = ("Catalog", "Schema", "Volume")[len(on.split(".")) - 1]
+                return api_error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"User does not have {wanted.replace('_', ' ')} on {kind} '{on}'.",
+                )
+        return None
+
     @staticmethod
     def volume_info(catalog: str, schema: str, name: str, owner: str) -> dict:
         return {

@@ -45,7 +45,7 @@ def test_injected_429_carries_retry_after(standin: StandIn) -> None:
 def test_unity_catalog_names_must_have_three_levels(standin: StandIn) -> None:
     path = "/api/2.0/mlflow/unity-catalog/registered-models/create"
     assert standin.api("POST", path, json={"name": "flat"}).status_code == 400
-    assert standin.api("POST", path, json={"name": "main.ml.model"}).status_code == 200
+    assert standin.api("POST", path, json={"name": "main.mlflow.model"}).status_code == 200
 
 
 def test_files_outside_a_volume_are_not_found(standin: StandIn) -> None:

@@ -150,3 +150,40 @@ def test_the_uis_registry_searches_work_against_unity_catalog(run_server, standi
     )
     assert ordered.status_code == 400
     assert ordered.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def change_grant(standin: StandIn, securable: str, privilege: str, change: str) -> None:
+    answer = standin.api(
+        "PATCH",
+        f"/api/2.1/unity-catalog/permissions/{securable}",
+        json={"changes": [{"principal": CLIENT_ID, change: [privilege]}]},
+    )
+    assert answer.ok, answer.text
+
+
+def test_readiness_names_the_grant_the_principal_lacks_to_write(run_server, standin):
+    server = run_server(**volume_settings(standin))
+
+    def grants_check() -> tuple[int, dict]:
+        ready = requests.get(f"{server.url}/readyz", timeout=30)
+        return ready.status_code, next(c for c in ready.json()["checks"] if c["name"] == "grants")
+
+    status, check = grants_check()
+    assert status == 200 and "CREATE MODEL" in check["reason"], check
+    change_grant(standin, "schema/main.mlflow", "CREATE_MODEL", "remove")
+    change_grant(standin, "volume/main.mlflow.artifacts", "WRITE_VOLUME", "remove")
+
+    status, check = grants_check()
+    assert status == 503 and check["status"] == "failed"
+    assert f"GRANT CREATE MODEL ON SCHEMA main.mlflow TO `{CLIENT_ID}`" in check["fix"]
+    assert f"GRANT WRITE VOLUME ON VOLUME main.mlflow.artifacts TO `{CLIENT_ID}`" in check["fix"]
+    refused = requests.post(
+        f"{server.url}{API}/registered-models/create",
+        json={"name": "main.mlflow.refused"},
+        timeout=60,
+    )
+    assert refused.status_code == 403 and "CREATE MODEL" in refused.json()["message"]
+
+    change_grant(standin, "schema/main.mlflow", "CREATE_MODEL", "add")
+    change_grant(standin, "volume/main.mlflow.artifacts", "WRITE_VOLUME", "add")
+    assert grants_check()[0] == 200
