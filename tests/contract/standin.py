@@ -35,11 +35,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
 from tests.contract.standin_apps import APPS_DOMAIN, AppRuntime, AppsProxy, serve_tls
+from tests.contract.standin_files import CloudStorage, receive, serve
 from tests.contract.standin_platform import Platform
 
 _MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/api/2.0/mlflow-artifacts/")
@@ -121,6 +122,7 @@ class Workspace:
         self.state = state
         self.mlflow_app = mlflow_app
         self.platform = platform
+        self.storage = CloudStorage(state.root)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -136,6 +138,8 @@ class Workspace:
             return api_error(
                 503, "TEMPORARILY_UNAVAILABLE", "The service at /api is temporarily unavailable."
             )(environ, start_response)
+        if path.startswith("/_cloud/"):
+            return self.storage.presigned(request)(environ, start_response)
         if path == "/.well-known/databricks-config":
             base = request.host_url.rstrip("/")
             return json_response(
@@ -572,16 +576,38 @@ class Workspace:
     # --- Files API -------------------------------------------------------------------------------
     def files(self, request: Request, principal: str) -> Response:
         kind, _, raw = request.path[len("/api/2.0/fs/") :].partition("/")
+        if kind == "create-upload-part-urls" and request.method == "POST":
+            return self.storage.part_urls(request)
+        if kind == "create-download-url" and request.method == "POST":
+            path = request.args.get("path", "")
+            local = self.local_file(principal, path, reads=True)
+            if isinstance(local, Response):
+                return local
+            if not local.is_file():
+                return api_error(404, "NOT_FOUND", f"File {path} does not exist.")
+            return self.storage.download_url(request, local)
         volume_path = "/" + unquote(raw)
         if volume_path.startswith("/Models/"):
             return self.model_files(request, kind, volume_path)
+        local = self.local_file(principal, volume_path, reads=request.method in ("GET", "HEAD"))
+        if isinstance(local, Response):
+            return local
+        if kind == "files":
+            return self.file_call(request, local, volume_path)
+        if kind == "directories":
+            return self.directory_call(request, local, volume_path)
+        return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
+
+    def local_file(self, principal: str, volume_path: str, reads: bool) -> Path | Response:
+        """Where a volume path lives here, once the principal may read (or write) it."""
+        if volume_path.startswith("/Models/"):
+            return self.state.root / "models" / volume_path.lstrip("/")
         volume = next(
             (v for v in self.state.volumes if volume_path.startswith(v + "/") or volume_path == v),
             None,
         )
         if volume is None or ".." in volume_path.split("/"):
             return api_error(404, "NOT_FOUND", f"The volume for {volume_path} does not exist.")
-        reads = request.method in ("GET", "HEAD")
         with self.state.lock:
             refused = self.platform.refuse_without(
                 principal,
@@ -590,12 +616,7 @@ class Workspace:
             )
         if refused is not None:
             return refused
-        local = self.state.root / "volumes" / volume_path.lstrip("/")
-        if kind == "files":
-            return self.file_call(request, local, volume_path)
-        if kind == "directories":
-            return self.directory_call(request, local, volume_path)
-        return api_error(404, "ENDPOINT_NOT_FOUND", request.path)
+        return self.state.root / "volumes" / volume_path.lstrip("/")
 
     def model_files(self, request: Request, kind: str, path: str) -> Response:
         """Model version files: writable while the version is pending, read-only once final."""
@@ -615,28 +636,27 @@ class Workspace:
         return self.directory_call(request, local, path)
 
     def file_call(self, request: Request, local: Path, path: str) -> Response:
+        overwrite = request.args.get("overwrite", "false").lower() == "true"
+        if request.method == "POST":
+            action = request.args.get("action")
+            if action == "initiate-upload":
+                return self.storage.initiate(local, path, overwrite)
+            if action == "complete-upload":
+                return self.storage.complete(request, local)
+            if action == "abort-upload":
+                return self.storage.abort(request)
+            return api_error(400, "INVALID_PARAMETER_VALUE", f"Unknown action {action}.")
         if request.method == "PUT":
-            overwrite = parse_qs(request.query_string.decode()).get("overwrite", ["false"])[0]
-            if local.exists() and overwrite != "true":
+            if local.exists() and not overwrite:
                 return api_error(409, "ALREADY_EXISTS", f"File {path} already exists.")
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(request.get_data())
+            receive(request, local)
             return Response(status=204)
         if not local.is_file():
             return api_error(404, "NOT_FOUND", f"File {path} does not exist.")
         if request.method == "DELETE":
             local.unlink()
             return Response(status=204)
-        headers = {
-            "Content-Length": str(local.stat().st_size),
-            "Content-Type": "application/octet-stream",
-            "Last-Modified": time.strftime(
-                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(local.stat().st_mtime)
-            ),
-        }
-        if request.method == "HEAD":
-            return Response(status=200, headers=headers)
-        return Response(local.read_bytes(), status=200, headers=headers)
+        return serve(request, local)
 
     def directory_call(self, request: Request, local: Path, path: str) -> Response:
         if request.method == "PUT":
