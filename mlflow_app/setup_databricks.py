@@ -326,10 +326,14 @@ def step_experiment_folder(run: Run) -> str:
 
     folder = experiment_folder(run.target.app)
     principal = run.state.facts.get("app_principal") or "<the app's service principal>"
+    folder_id = _folder_id(run.client, folder)
+    if folder_id is not None and _manages(run.client, folder_id, principal):
+        return f"{principal} already manages {folder}"
     if run.dry_run:
         return f"would create {folder} and give {principal} CAN MANAGE on it"
-    run.client.workspace.mkdirs(folder)
-    folder_id = run.client.workspace.get_status(folder).object_id
+    if folder_id is None:
+        run.client.workspace.mkdirs(folder)
+        folder_id = _folder_id(run.client, folder)
     run.client.workspace.update_permissions(
         "directories",
         str(folder_id),
@@ -341,6 +345,24 @@ def step_experiment_folder(run: Run) -> str:
         ],
     )
     return f"{principal} may create experiments in {folder}"
+
+
+def _folder_id(client: Any, folder: str) -> int | None:
+    from databricks.sdk.errors import NotFound
+
+    try:
+        return client.workspace.get_status(folder).object_id
+    except NotFound:
+        return None
+
+
+def _manages(client: Any, folder_id: int, principal: str) -> bool:
+    acl = client.workspace.get_permissions("directories", str(folder_id)).access_control_list
+    return any(
+        entry.service_principal_name == principal
+        and any(p.permission_level.value == "CAN_MANAGE" for p in entry.all_permissions or [])
+        for entry in acl or []
+    )
 
 
 def experiment_folder(app: str) -> str:

@@ -111,6 +111,10 @@ def apply_store_environment(
         target.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
         if settings.access.database_uri.startswith("sqlite:///"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.registry_store_uri.startswith("databricks-uc"):
+        # UC model files through the Files API on the workspace host, whatever the workspace
+        # prefers (README, "UC model files"); a value the user set wins.
+        target.setdefault("MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "true")
     if settings.profile == "embedded" or (
         settings.artifacts_destination and "://" not in settings.artifacts_destination
     ):

@@ -98,6 +98,9 @@ class State:
     uc_versions: dict[str, list[dict]] = field(default_factory=dict)
     opened_by: dict[str, int] = field(default_factory=dict)
     down: bool = False
+    # The workspace's answer to is-databricks-sdk-models-artifact-repository-enabled: whether UC
+    # model files go through the Files API, or to cloud storage with temporary credentials.
+    uc_model_files_api: bool = True
     token_requests: int = 0
     api_requests: int = 0
     calls: list[dict] = field(default_factory=list)  # the latest API calls, by principal
@@ -244,6 +247,8 @@ class Workspace:
                     body["principal"], time.time() + state.token_ttl, tuple(body["scopes"])
                 )
                 return json_response({"access_token": token})
+            elif request.path == "/_standin/uc-model-files":
+                state.uc_model_files_api = bool(body["files_api"])
             elif request.path == "/_standin/expire-tokens":
                 for token in state.tokens.values():
                     token.expires = 0.0
@@ -437,7 +442,8 @@ class Workspace:
         name = body.get("name", "")
         models = self.state.uc_models
         if action == "registered-models:is-databricks-sdk-models-artifact-repository-enabled":
-            return json_response({"is_databricks_sdk_models_artifact_repository_enabled": True})
+            enabled = self.state.uc_model_files_api
+            return json_response({"is_databricks_sdk_models_artifact_repository_enabled": enabled})
         if action == "search":
             found = sorted(models.values(), key=lambda m: m["name"])
             return json_response({"registered_models": found[: int(body.get("max_results", 100))]})
@@ -542,6 +548,8 @@ class Workspace:
                 )
             version["status"] = "READY"
             return json_response({"model_version": self.version_view(version)})
+        if action == "generate-temporary-credentials" and request.method == "POST":
+            return self.temporary_credentials(version, body.get("operation", ""))
         if action == "get":
             return json_response({"model_version": self.version_view(version)})
         if action == "get-download-uri":
@@ -550,6 +558,31 @@ class Workspace:
             self.state.uc_versions[name].remove(version)
             return json_response({})
         return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
+
+    @staticmethod
+    def temporary_credentials(version: dict, operation: str) -> Response:
+        """AWS credentials scoped to the version's storage location (the S3 test server takes
+        any); write credentials only while the version is pending, as on the platform."""
+        if operation.endswith("READ_WRITE") and version["status"] != "PENDING_REGISTRATION":
+            return api_error(
+                403,
+                "PERMISSION_DENIED",
+                f"Model version {version['name']}/{version['version']} is final: files are "
+                "read-only.",
+            )
+        return json_response(
+            {
+                "credentials": {
+                    "aws_temp_credentials": {
+                        "access_key_id": "ASIASTANDIN",
+                        "secret_access_key": secrets.token_hex(20),
+                        "session_token": secrets.token_hex(32),
+                    },
+                    "expiration_time": int(time.time() * 1000) + 3_600_000,
+                    "storage_mode": "CUSTOMER_HOSTED",
+                }
+            }
+        )
 
     def create_version(self, name: str, body: dict, principal: str) -> Response:
         if not body.get("source"):

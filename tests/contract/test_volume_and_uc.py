@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, VOLUME, StandIn
 from tests.integration.conftest import children_of
+from tests.s3_server import s3_client, s3_server
 
 API = "/api/2.0/mlflow"
 
@@ -73,11 +76,8 @@ def test_experiments_that_name_their_own_location_keep_it(run_server, standin: S
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
-def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
-    run_server, standin: StandIn, monkeypatch
-) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a failure shows at once
-    server = run_server(**volume_settings(standin))
+def register_iris(server, standin: StandIn) -> tuple:
+    """Log a model through the service, register it in UC and alias it; (version, resolved)."""
     mlflow.set_tracking_uri(server.url)
     mlflow.set_registry_uri(server.url)
     try:
@@ -94,10 +94,18 @@ def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
         version = mlflow.register_model(info.model_uri, "main.mlflow.iris")
         client = MlflowClient(server.url, server.url)
         client.set_registered_model_alias("main.mlflow.iris", "champion", version.version)
-        resolved = client.get_model_version_by_alias("main.mlflow.iris", "champion")
+        return version, client.get_model_version_by_alias("main.mlflow.iris", "champion")
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+
+
+def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
+    run_server, standin: StandIn, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a failure shows at once
+    server = run_server(**volume_settings(standin))
+    version, resolved = register_iris(server, standin)
 
     assert resolved.version == version.version == "1"
     assert resolved.status == "READY"
@@ -110,6 +118,52 @@ def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
     uploaded = standin.model_files("main.mlflow.iris", "1")
     names = {p.name for p in uploaded}
     assert "MLmodel" in names and names & {"model.skops", "model.pkl"}
+
+
+def test_model_files_take_the_files_api_even_where_the_workspace_prefers_cloud_storage(
+    run_server, standin: StandIn, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    standin.control("uc-model-files", files_api=False)
+    server = run_server(**volume_settings(standin))
+    _, resolved = register_iris(server, standin)
+
+    assert resolved.status == "READY"
+    assert "MLmodel" in {p.name for p in standin.model_files("main.mlflow.iris", "1")}
+    paths = [c["path"] for c in standin.calls()]
+    assert not any(p.endswith("/generate-temporary-credentials") for p in paths)
+
+
+@pytest.fixture
+def metastore_bucket() -> Iterator[str]:
+    """The S3 bucket the stand-in's model versions are stored in (storage_location)."""
+    with s3_server("standin-metastore") as endpoint:
+        yield endpoint
+
+
+def test_following_the_workspace_model_files_go_to_s3_with_temporary_credentials(
+    run_server, standin: StandIn, metastore_bucket: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    standin.control("uc-model-files", files_api=False)
+    server = run_server(
+        **volume_settings(
+            standin,
+            MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC="false",
+            MLFLOW_S3_ENDPOINT_URL=metastore_bucket,
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+    )
+    _, resolved = register_iris(server, standin)
+
+    assert resolved.status == "READY"
+    listing = s3_client(metastore_bucket).list_objects_v2(
+        Bucket="standin-metastore", Prefix="models/main.mlflow.iris/versions/1/"
+    )
+    assert "MLmodel" in {key["Key"].rsplit("/", 1)[1] for key in listing.get("Contents", [])}
+    assert standin.model_files("main.mlflow.iris", "1") == []
+    paths = [c["path"] for c in standin.calls()]
+    assert any(p.endswith("/generate-temporary-credentials") for p in paths)
 
 
 def test_a_volume_the_principal_cannot_write_stops_startup_naming_the_grant(

@@ -9,33 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from tests.integration.conftest import free_port
-
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from tests.s3_server import S3_ENV, s3_client, s3_server
 
 
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, **_boto_credentials()).create_bucket(
-        Bucket="mlflow-bucket"
-    )
-    yield endpoint
-    server.stop()
+    with s3_server("mlflow-bucket") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -55,18 +40,8 @@ def gcs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
-def _boto_credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
-        "region_name": S3_ENV["AWS_DEFAULT_REGION"],
-    }
-
-
 def s3_keys(endpoint: str, prefix: str) -> list[str]:
-    listing = boto3.client("s3", endpoint_url=endpoint, **_boto_credentials()).list_objects_v2(
-        Bucket="mlflow-bucket", Prefix=prefix
-    )
+    listing = s3_client(endpoint).list_objects_v2(Bucket="mlflow-bucket", Prefix=prefix)
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
