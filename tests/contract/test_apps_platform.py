@@ -290,7 +290,8 @@ def test_a_user_signs_in_through_the_proxy_and_works_in_the_ui(
 
             page.goto(f"{app_url}/#/experiments")
             page.get_by_test_id("create-experiment-button").click()
-            page.locator("#experimentName").fill("/Shared/ui-made")
+            # What a user types: a plain name, which the workspace alone would refuse.
+            page.locator("#experimentName").fill("ui-made")
             with page.expect_response(
                 lambda r: "/experiments/create" in r.url and r.request.method == "POST",
                 timeout=30_000,
@@ -311,4 +312,10 @@ def test_a_user_signs_in_through_the_proxy_and_works_in_the_ui(
     assert failed == []
     assert any("/artifacts/list" in url for _, url, _ in api)
     with app_hosts_resolve_here():
-        assert client.get_experiment_by_name("/Shared/ui-made") is not None
+        assert client.get_experiment_by_name("ui-made") is not None
+    stored = standin.api(
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": f"/Shared/{APP}/ui-made"},
+    )
+    assert stored.status_code == 200, stored.text
