@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mlflow_app import mlflow_internals as internals
 from mlflow_app.config import Settings, uri_scheme
 
 PROBE_DIR = ".mlflow-app-probe"
@@ -348,21 +349,17 @@ def error_line(error: object) -> str:
 
 
 def _tracking_store_answers() -> str:
-    from mlflow.server.handlers import _get_tracking_store
-
-    _get_tracking_store().search_experiments(max_results=1)
+    internals.tracking_store().search_experiments(max_results=1)
     return "experiments can be listed"
 
 
 def _experiment_folder_ready(folder: str, write_probe: bool) -> str:
     """Experiment 0 is the folder's Default experiment: created at startup (which proves the
     service principal may create experiments there), found by readiness."""
-    from mlflow.server.handlers import _get_tracking_store
-
     from mlflow_app.experiment_folder import ExperimentFolder, ensure_experiment
 
     default = ExperimentFolder(folder).default_path
-    store = _get_tracking_store()
+    store = internals.tracking_store()
     if write_probe:
         _workspace_client().workspace.mkdirs(folder)
         ensure_experiment(store, default)
@@ -372,9 +369,7 @@ def _experiment_folder_ready(folder: str, write_probe: bool) -> str:
 
 
 def _registry_answers() -> str:
-    from mlflow.server.handlers import _get_model_registry_store
-
-    _get_model_registry_store().search_registered_models(max_results=1)
+    internals.registry_store().search_registered_models(max_results=1)
     return "registered models can be listed"
 
 
@@ -423,9 +418,7 @@ def _connections_fit(settings: Settings) -> str:
 
 def _artifact_repository(settings: Settings):  # -> ArtifactRepository
     if settings.serve_artifacts:
-        from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
-
-        return _get_artifact_repo_mlflow_artifacts()
+        return internals.proxied_artifact_repository()
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(settings.default_artifact_root)

@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from mlflow_app.config import Settings
+from mlflow_app.mlflow_internals import uc_registry_store_class
 from mlflow_app.store_hooks import (
     StoreBuilder,
     registry_scheme,
@@ -51,9 +52,7 @@ def _build_with_credentials_once(
     if callable(resolve):
         # RestStore keeps its `get_host_creds` constructor argument under this name.
         store.get_host_creds = CredentialsOnce(resolve, timeout)
-    from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore
-
-    if isinstance(store, UcModelRegistryStore):
+    if isinstance(store, uc_registry_store_class()):
         cls = type(store)
         subclass_store(
             store,

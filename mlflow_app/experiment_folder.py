@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_app.config import Settings
+from mlflow_app.mlflow_internals import set_experiment_name
 from mlflow_app.store_hooks import (
     StoreBuilder,
     public_methods,
@@ -134,7 +135,7 @@ def _show(result: Any, folder: ExperimentFolder) -> Any:
     from mlflow.entities import Experiment
 
     if isinstance(result, Experiment):
-        result._set_name(folder.shown(result.name))
+        set_experiment_name(result, folder.shown(result.name))
     elif isinstance(result, list):
         for item in result:
             _show(item, folder)

@@ -18,6 +18,7 @@ import sqlalchemy
 
 from mlflow_app.config import Settings, mask_uri, uri_scheme
 from mlflow_app.database_outage import with_connect_timeout
+from mlflow_app.mlflow_internals import create_schema, schema_revisions, upgrade_schema
 from mlflow_app.sqlite_writes import use_wal
 
 _LOCK_NAME = "mlflow_app_schema_migration"
@@ -50,21 +51,12 @@ def prepare_schema(settings: Settings, mode: str | None = None) -> list[str]:
 
 
 def _prepare(uri: str, mode: str) -> str:
-    from mlflow.store.db.utils import (
-        _all_tables_exist,
-        _get_latest_schema_revision,
-        _get_schema_version,
-        _initialize_tables,
-        _upgrade_db,
-    )
-
-    head = _get_latest_schema_revision()
     engine = sqlalchemy.create_engine(with_connect_timeout(uri), poolclass=sqlalchemy.pool.NullPool)
     shown = mask_uri(uri)
     try:
         with _migration_lock(engine):
-            current = _get_schema_version(engine)
-            fresh = current is None and not _all_tables_exist(engine)
+            current, head, tables_exist = schema_revisions(engine)
+            fresh = current is None and not tables_exist
             if engine.dialect.name == "sqlite":
                 use_wal(engine)  # persistent in the file: readers no longer wait for writers
             if current == head:
@@ -77,9 +69,9 @@ def _prepare(uri: str, mode: str) -> str:
                     "or set MLFLOW_APP_MIGRATE=auto"
                 )
             if fresh:
-                _initialize_tables(engine)
+                create_schema(engine)
                 return f"{shown}: created the MLflow schema ({head})"
-            _upgrade_db(engine)
+            upgrade_schema(engine)
             return f"{shown}: upgraded the schema from {current} to {head}"
     finally:
         engine.dispose()

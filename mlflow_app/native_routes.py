@@ -17,6 +17,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from mlflow_app.mlflow_internals import static_prefix_of
 from mlflow_app.wsgi_types import ROUTE_KEY, UNMATCHED, StartResponse, WSGIApp, WSGIEnviron
 
 
@@ -25,13 +26,12 @@ def fastapi_route_templates() -> list[tuple[re.Pattern[str], frozenset[str], str
     `create_fastapi_app` mounts them."""
     from mlflow.server.assistant.api import assistant_router
     from mlflow.server.gateway_api import gateway_router
-    from mlflow.server.handlers import _add_static_prefix
     from mlflow.server.job_api import job_api_router
     from mlflow.server.mcp_server_api import get_mcp_server_api_route_prefixes, mcp_server_router
     from mlflow.server.otel_api import otel_router
     from starlette.routing import compile_path
 
-    static_prefix = _add_static_prefix("/").rstrip("/")
+    static_prefix = static_prefix_of("/").rstrip("/")
     routers = (otel_router, job_api_router, gateway_router, assistant_router)
     mounted = [(static_prefix, router) for router in routers]
     mounted += [(prefix, mcp_server_router) for prefix in get_mcp_server_api_route_prefixes()]

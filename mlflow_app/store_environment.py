@@ -15,19 +15,19 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from mlflow_app import mlflow_internals as internals
 from mlflow_app.config import Settings
 from mlflow_app.database_outage import with_connect_timeout
 
 
 def store_environment(settings: Settings) -> dict[str, str]:
     """The variables `mlflow server` would set for these settings."""
-    # Names match mlflow.server.constants; spelled out so this module imports without MLflow.
     env = {
         # An unreachable database must fail within seconds, not the driver's minutes.
-        "_MLFLOW_SERVER_FILE_STORE": with_connect_timeout(settings.backend_store_uri),
-        "_MLFLOW_SERVER_REGISTRY_STORE": with_connect_timeout(settings.registry_store_uri),
-        "_MLFLOW_SERVER_ARTIFACT_ROOT": settings.default_artifact_root,
-        "_MLFLOW_SGI_NAME": "gunicorn",
+        internals.SERVER_BACKEND_STORE: with_connect_timeout(settings.backend_store_uri),
+        internals.SERVER_REGISTRY_STORE: with_connect_timeout(settings.registry_store_uri),
+        internals.SERVER_ARTIFACT_ROOT: settings.default_artifact_root,
+        internals.SERVER_GATEWAY_NAME: "gunicorn",
         # The job runner is a separate process tree that `mlflow server` supervises; we do not
         # run it (see README, "Differences from mlflow server"), so job routes report it off.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -41,16 +41,16 @@ def store_environment(settings: Settings) -> dict[str, str]:
         "MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT": str(settings.upstream_retry_seconds),
     }
     if settings.serve_artifacts:
-        env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
+        env[internals.SERVER_SERVE_ARTIFACTS] = "true"
         if settings.artifacts_destination:
-            env["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = settings.artifacts_destination
+            env[internals.SERVER_ARTIFACT_DESTINATION] = settings.artifacts_destination
     if settings.profile == "databricks":
         # The databricks-uc store reads runs and logged models through MLflow's fluent API
         # when it registers a model version; without these it would use a local ./mlruns.
         env["MLFLOW_TRACKING_URI"] = settings.backend_store_uri
         env["MLFLOW_REGISTRY_URI"] = settings.registry_store_uri
     if settings.static_prefix:
-        env["_MLFLOW_STATIC_PREFIX"] = settings.static_prefix
+        env[internals.SERVER_STATIC_PREFIX] = settings.static_prefix
     return env
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_app.config import Settings
+from mlflow_app.mlflow_internals import store_registries
 
 StoreBuilder = Callable[..., Any]
 # (builder MLflow has registered, the store URI) -> the builder to register instead
@@ -48,10 +49,9 @@ def public_methods(store: Any) -> dict[str, Callable]:
 
 def wrap_store_builders(settings: Settings, wrap: BuilderWrapper) -> None:
     """Replace the tracking and registry store builders for our URIs with wrapped ones."""
-    from mlflow.server import handlers
-
+    tracking, registry_of_models = store_registries()
     for registry, uri in (
-        (handlers._tracking_store_registry, settings.backend_store_uri),
-        (handlers._model_registry_store_registry, settings.registry_store_uri),
+        (tracking, settings.backend_store_uri),
+        (registry_of_models, settings.registry_store_uri),
     ):
         registry.register(registry_scheme(uri), wrap(registry.get_store_builder(uri), uri))

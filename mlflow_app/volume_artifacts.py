@@ -15,6 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_app.config import Settings
+from mlflow_app.mlflow_internals import (
+    set_artifact_location,
+    set_model_version_source,
+    set_run_artifact_uri,
+)
 from mlflow_app.store_hooks import (
     StoreBuilder,
     public_methods,
@@ -96,11 +101,11 @@ def _show(result: Any, locations: VolumeLocations) -> Any:
     if isinstance(result, Run):
         _show(result.info, locations)
     elif isinstance(result, RunInfo):
-        result._artifact_uri = locations.shown(result._artifact_uri)
+        set_run_artifact_uri(result, locations.shown(result.artifact_uri))
     elif isinstance(result, (Experiment, LoggedModel)):
-        result._artifact_location = locations.shown(result._artifact_location)
+        set_artifact_location(result, locations.shown(result.artifact_location))
     elif isinstance(result, ModelVersion):
-        result._source = locations.shown(result._source)
+        set_model_version_source(result, locations.shown(result.source))
     elif isinstance(result, (list, tuple)):
         for item in result:
             _show(item, locations)
