@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from mlflow_app import mlflow_internals as internals
 from mlflow_app.config import Settings, uri_scheme
+from mlflow_app.error_text import describe_error, error_line, redact, secrets_in
 
 PROBE_DIR = ".mlflow-app-probe"
 
@@ -85,30 +85,6 @@ def run_checks(settings: Settings, *, write_probe: bool) -> list[CheckResult]:
     for runner in runners:
         runner.join()  # each _timed returns by the time limit
     return [r for r in results if r is not None]
-
-
-def secrets_in(settings: Settings) -> list[str]:
-    """Credential strings that must never appear in output."""
-    found = []
-    for uri in (
-        settings.backend_store_uri,
-        settings.registry_store_uri,
-        settings.default_artifact_root,
-        settings.artifacts_destination or "",
-        settings.access.database_uri,
-    ):
-        password = urlsplit(uri).password
-        if password:
-            found.append(password)
-    if settings.access.admin_password:
-        found.append(settings.access.admin_password)
-    return found
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 def _checks(settings: Settings, write_probe: bool) -> list[Check]:
@@ -335,17 +311,6 @@ def _missing_driver(error: object) -> str:
         if package:
             return f"install the client library: pip install '{package}'"
     return ""
-
-
-def describe_error(error: object) -> str:
-    return f"{type(error).__name__}: {error_line(error)}"[:300]
-
-
-def error_line(error: object) -> str:
-    """The first line of an error's message."""
-    text = str(error).strip().splitlines()
-    # databricks-sdk appends its whole client configuration to every error message.
-    return text[0].split(" Config: host=")[0] if text else ""
 
 
 def _tracking_store_answers() -> str:

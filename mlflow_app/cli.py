@@ -152,7 +152,7 @@ def _databricks(args: argparse.Namespace) -> int:
     import requests
     from databricks.sdk.errors import DatabricksError
 
-    from mlflow_app.checks import describe_error
+    from mlflow_app.error_text import describe_error
     from mlflow_app.setup_databricks import SetupFailed
 
     try:

@@ -84,7 +84,7 @@ class OutageGate:
         try:
             self.connect_once()
         except Exception as error:
-            from mlflow_app.checks import error_line, redact
+            from mlflow_app.error_text import error_line, redact
 
             self.failed_at = time.monotonic()
             password = urlsplit(self.uri).password

@@ -122,7 +122,7 @@ def _start_deployment(client: Any, app_name: str, source_path: str, waiter: Wait
     from databricks.sdk.errors import DatabricksError
     from databricks.sdk.service.apps import AppDeployment
 
-    from mlflow_app.checks import error_line
+    from mlflow_app.error_text import error_line
 
     while True:
         wait_for_compute(client, app_name, waiter)

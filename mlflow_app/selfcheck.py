@@ -14,15 +14,9 @@ import os
 import socket
 from collections.abc import Callable
 
-from mlflow_app.checks import (
-    CheckResult,
-    describe_error,
-    redact,
-    render_table,
-    run_checks,
-    secrets_in,
-)
+from mlflow_app.checks import CheckResult, render_table, run_checks
 from mlflow_app.config import Settings, unrecognised_settings
+from mlflow_app.error_text import describe_error, redact, secrets_in
 from mlflow_app.migrations import SchemaError, prepare_schema
 
 

@@ -137,7 +137,7 @@ def delete_created(client: Any, state: State, out: TextIO) -> int:
     """Remove what setup created, newest first; returns the exit status."""
     from databricks.sdk.errors import NotFound
 
-    from mlflow_app.checks import describe_error
+    from mlflow_app.error_text import describe_error
 
     removers = {
         "app": client.apps.delete,
@@ -410,7 +410,7 @@ def explain(error: Exception, run: Run, step: str) -> str:
     """One line: what was refused or unreachable, and what to do."""
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
 
-    from mlflow_app.checks import error_line
+    from mlflow_app.error_text import error_line
 
     caller = run.state.facts.get("caller", "you")
     first_line = error_line(error).rstrip(". ")
