@@ -104,11 +104,11 @@ def _check(settings, as_json: bool) -> int:
 
     apply_store_environment(settings)
     outcome = schema_and_checks(settings)
-    if outcome[0] == "stop":
-        print(f"mlflow-app: {outcome[1]}", file=sys.stderr)
+    if outcome.stop_reason:
+        print(f"mlflow-app: {outcome.stop_reason}", file=sys.stderr)
         return 1
-    _, notes, results = outcome
-    for _, note in notes:
+    results = outcome.results
+    for _, note in outcome.schema_notes:
         print(f"schema: {note}", file=sys.stderr)
     if as_json:
         print(json.dumps([r.as_json() for r in results], indent=2))

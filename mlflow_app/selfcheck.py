@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from mlflow_app.checks import CheckResult, render_table, run_checks
 from mlflow_app.config import Settings, unrecognised_settings
@@ -62,11 +63,11 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     for line in unrecognised_settings(os.environ, mlflow_setting_names()):
         log.warning("%s", line)
     outcome = _in_forked_child(schema_and_checks, settings)
-    if outcome[0] == "stop":
-        raise StartupError(outcome[1])
-    _, notes, results = outcome
-    for level, line in notes:
+    if outcome.stop_reason:
+        raise StartupError(outcome.stop_reason)
+    for level, line in outcome.schema_notes:
         log.log(level, "schema: %s", line)
+    results = outcome.results
     table = render_table(results)
     failed = [r for r in results if not r.ok]
     if not failed:
@@ -94,19 +95,29 @@ def mlflow_setting_names() -> set[str]:
     }
 
 
-def schema_and_checks(settings: Settings) -> tuple:
-    """("stop", message) or ("ran", [(log level, schema note)], check results)."""
+@dataclass(frozen=True)
+class SelfCheckOutcome:
+    """What the schema step and the checks found; `stop_reason` ends startup before any check."""
+
+    schema_notes: list[tuple[int, str]] = field(default_factory=list)  # (log level, line)
+    results: list[CheckResult] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+def schema_and_checks(settings: Settings) -> SelfCheckOutcome:
     try:
         notes = [(logging.INFO, line) for line in prepare_schema(settings)]
     except SchemaError as error:
-        return ("stop", f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}")
+        return SelfCheckOutcome(stop_reason=f"MLFLOW_APP_MIGRATE={settings.migrate}: {error}")
     except Exception as error:  # the database may be down: the store checks say why
         reason = redact(describe_error(error), secrets_in(settings))
         notes = [(logging.WARNING, f"not prepared ({reason})")]
-    return ("ran", notes, run_checks(settings, write_probe=True))
+    return SelfCheckOutcome(notes, run_checks(settings, write_probe=True))
 
 
-def _in_forked_child(function: Callable[[Settings], tuple], settings: Settings) -> tuple:
+def _in_forked_child(
+    function: Callable[[Settings], SelfCheckOutcome], settings: Settings
+) -> SelfCheckOutcome:
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
@@ -117,12 +128,16 @@ def _in_forked_child(function: Callable[[Settings], tuple], settings: Settings) 
     try:
         return receiver.recv()
     except EOFError:
-        return ("stop", f"self-check process died (exit code {child.exitcode}); see the log")
+        return SelfCheckOutcome(
+            stop_reason=f"self-check process died (exit code {child.exitcode}); see the log"
+        )
     finally:
         child.join()
 
 
-def _send_result(sender, function: Callable[[Settings], tuple], settings: Settings) -> None:
+def _send_result(
+    sender, function: Callable[[Settings], SelfCheckOutcome], settings: Settings
+) -> None:
     try:
         sender.send(function(settings))
     finally:
