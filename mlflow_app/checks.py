@@ -205,7 +205,9 @@ def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:
         checks.append(
             Check(
                 "grants",
-                lambda: _grants_held(volume, settings.registry_store_uri == "databricks-uc"),
+                lambda: _grants_held(
+                    volume, uri_scheme(settings.registry_store_uri) == "databricks-uc"
+                ),
                 "",
             )
         )

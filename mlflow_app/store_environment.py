@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from mlflow_app import mlflow_internals as internals
-from mlflow_app.config import Settings
+from mlflow_app.config import Settings, uri_scheme
 from mlflow_app.database_outage import with_connect_timeout
 
 
@@ -111,7 +111,7 @@ def apply_store_environment(
         target.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
         if settings.access.database_uri.startswith("sqlite:///"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.registry_store_uri.startswith("databricks-uc"):
+    if uri_scheme(settings.registry_store_uri) == "databricks-uc":
         # UC model files through the Files API on the workspace host, whatever the workspace
         # prefers (README, "UC model files"); a value the user set wins.
         target.setdefault("MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "true")
