@@ -20,7 +20,7 @@ from mlflow_app.errors import install_error_handling
 from mlflow_app.experiment_folder import keep_bare_names_in_folder
 from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
-from mlflow_app.native_routes import NativeRoutes
+from mlflow_app.flask_or_fastapi import FlaskOrFastAPI
 from mlflow_app.request_id import RequestId
 from mlflow_app.sqlite_writes import tune_every_sqlite_connection
 from mlflow_app.volume_artifacts import keep_artifacts_in_volume
@@ -86,10 +86,10 @@ def mlflow_routes(settings: Settings, mlflow_app: Flask) -> WSGIApp:
     if settings.access.uses_mlflow_auth:
         install_mlflow_auth(settings.access, mlflow_app)  # its hooks run before ours
     install_error_handling(mlflow_app, settings.static_prefix, settings.upstream_retry_seconds)
-    native = NativeRoutes(mlflow_app)
+    routed = FlaskOrFastAPI(mlflow_app)
     if settings.access.uses_mlflow_auth:
-        protect_fastapi_routes(native.asgi_app)
-    return native
+        protect_fastapi_routes(routed.asgi_app)
+    return routed
 
 
 def health_paths(settings: Settings) -> tuple[str, ...]:

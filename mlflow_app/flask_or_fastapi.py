@@ -1,4 +1,5 @@
-"""MLflow routes that stock `mlflow server` serves only from its FastAPI wrapper.
+"""Routing between MLflow's Flask app and the routes stock `mlflow server` serves only from its
+FastAPI wrapper.
 
 OTLP trace ingestion (`/v1/traces`, which the MLflow client uses to log spans), jobs, gateway
 invocations, the assistant and the MCP-server registry live in FastAPI routers. A request that
@@ -47,7 +48,7 @@ def fastapi_route_templates() -> list[tuple[re.Pattern[str], frozenset[str], str
 _ROUTE_CACHE_SIZE = 4096
 
 
-class NativeRoutes:
+class FlaskOrFastAPI:
     """Dispatch to Flask when it has a rule for the request, else to MLflow's FastAPI app."""
 
     def __init__(self, flask_app: Flask) -> None:
