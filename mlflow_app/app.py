@@ -18,9 +18,9 @@ from mlflow_app.database_outage import fail_fast_while_unreachable
 from mlflow_app.databricks import reuse_host_credentials
 from mlflow_app.errors import install_error_handling
 from mlflow_app.experiment_folder import keep_bare_names_in_folder
+from mlflow_app.flask_or_fastapi import FlaskOrFastAPI
 from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
-from mlflow_app.flask_or_fastapi import FlaskOrFastAPI
 from mlflow_app.request_id import RequestId
 from mlflow_app.sqlite_writes import tune_every_sqlite_connection
 from mlflow_app.volume_artifacts import keep_artifacts_in_volume
