@@ -10,12 +10,14 @@ reason. Per-resource permissions (basic, trusted-header) are MLflow's own auth a
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from cachetools import TTLCache
 from flask import Flask, Response
 from werkzeug.datastructures import Authorization
 
@@ -262,27 +264,26 @@ def _started(body: Iterable[bytes]) -> Iterable[bytes]:
 class _PasswordCache:
     """Checked passwords, remembered for a minute: the hash costs ~0.1 s, and the UI loads
     dozens of static files. MLflow's own check runs with the same cache time (see
-    `store_environment.mlflow_auth_config`)."""
+    `store_environment.mlflow_auth_config`). Keys are HMACs under a secret of this process,
+    as MLflow's auth cache keys them, so the cache holds nothing a password can be guessed from
+    offline."""
 
-    ttl_seconds = float(AUTH_CACHE_SECONDS)
     max_entries = 10_000
 
-    def __init__(self) -> None:
-        self._valid: dict[bytes, float] = {}
+    def __init__(self, timer: Callable[[], float] = time.monotonic) -> None:
+        self._secret = secrets.token_bytes(32)
+        self._valid: TTLCache = TTLCache(self.max_entries, float(AUTH_CACHE_SECONDS), timer)
         self._lock = threading.Lock()
 
     def valid(self, username: str, password: str) -> bool:
-        key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
-        now = time.monotonic()
+        key = hmac.new(self._secret, f"{username}\0{password}".encode(), hashlib.sha256).digest()
         with self._lock:
-            if self._valid.get(key, 0.0) > now:
+            if key in self._valid:
                 return True
         from mlflow.server.auth import store
 
         if not store.authenticate_user(username, password):
             return False
         with self._lock:
-            if len(self._valid) >= self.max_entries:
-                self._valid.clear()
-            self._valid[key] = now + self.ttl_seconds
+            self._valid[key] = True
         return True
