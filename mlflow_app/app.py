@@ -67,17 +67,26 @@ def build_app(settings: Settings, mlflow_app: Flask) -> WSGIApp:
 
 
 def prepare_stores(settings: Settings) -> None:
-    """Wrap the stores MLflow will build for this configuration."""
-    if settings.profile == "databricks":
-        reuse_host_credentials(settings)
-        keep_artifacts_in_volume(settings)
-        keep_bare_names_in_folder(settings)
-    else:
-        fail_fast_while_unreachable(settings)
+    """Wrap the stores MLflow will build for this configuration (`store_wrappers`, in order)."""
+    for wrap in store_wrappers(settings):
+        wrap(settings)
+    if settings.profile != "databricks":
         tune_every_sqlite_connection()
     if settings.metrics:
-        metrics.instrument_mlflow_stores(settings)
         metrics.record_app_info(settings)
+
+
+def store_wrappers(settings: Settings) -> list[Callable[[Settings], None]]:
+    """Innermost first: each wraps the store builder registered before it, so a handler's
+    store call passes metrics timing (outermost: it times all the handler waits for), then
+    the others bottom to top, then MLflow's store."""
+    if settings.profile == "databricks":
+        wrappers = [reuse_host_credentials, keep_artifacts_in_volume, keep_bare_names_in_folder]
+    else:
+        wrappers = [fail_fast_while_unreachable]
+    if settings.metrics:
+        wrappers.append(metrics.instrument_mlflow_stores)
+    return wrappers
 
 
 def mlflow_routes(settings: Settings, mlflow_app: Flask) -> WSGIApp:
