@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the benchmark reuses the tests' process and server helpers
 
-from tests.integration.conftest import children_of  # noqa: E402
+from tests.service_process import children_of  # noqa: E402
 
 MIX_TIME_LIMIT = 60.0
 START_TIME_LIMIT = 120.0

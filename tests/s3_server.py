@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import boto3
 
-from tests.integration.conftest import free_port
+from tests.service_process import free_port
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import REPO, free_port, run_server, stop  # noqa: F401
+from tests.integration.conftest import run_server  # noqa: F401 (a fixture)
+from tests.service_process import REPO, free_port, stop
 
 CLIENT_ID = "6f1d6c1e-sp-mlflow-app"
 CLIENT_SECRET = "dose-standin-client-secret-0123456789"
@@ -133,5 +134,11 @@ def standin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]
         except requests.ConnectionError:
             assert process.poll() is None, (tmp_path / "standin.log").read_text()
             time.sleep(0.2)
+    else:
+        stop(process)
+        raise AssertionError(
+            "the stand-in workspace did not answer within 60 s\n"
+            + (tmp_path / "standin.log").read_text()
+        )
     yield workspace
     stop(process)

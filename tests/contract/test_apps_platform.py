@@ -19,7 +19,7 @@ import requests
 from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.contract.standin_apps import APPS_DOMAIN, app_host
 from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, skip_without_chromium
-from tests.integration.conftest import REPO
+from tests.service_process import REPO
 
 APP = "mlflow-test"
 HOSTMAP = REPO / "tests" / "contract" / "hostmap"

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
-from tests.integration.conftest import REPO, free_port
+from tests.service_process import REPO, free_port
 
 CALLER = "pat-user@example.com"
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")

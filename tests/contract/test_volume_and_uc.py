@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, VOLUME, StandIn
-from tests.integration.conftest import children_of
 from tests.s3_server import s3_client, s3_server
+from tests.service_process import children_of
 
 API = "/api/2.0/mlflow"
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 API = "/api/2.0/mlflow"
 GRANT = "/api/3.0/mlflow/users/permissions/grant"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 API = "/api/2.0/mlflow"
 

@@ -22,9 +22,9 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, skip_without_chromium
-from tests.integration.conftest import Server, free_port, service_env, start_gunicorn, stop
-from tests.integration.conftest import wait_ready as wait_direct
 from tests.integration.nginx import HOSTNAME, NGINX, Proxy, map_hostname, start_nginx
+from tests.service_process import Server, free_port, service_env, start_gunicorn, stop
+from tests.service_process import wait_ready as wait_direct
 
 pytestmark = [
     pytest.mark.skipif(

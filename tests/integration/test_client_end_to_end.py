@@ -14,7 +14,7 @@ import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.integration.conftest import free_port
+from tests.service_process import free_port
 
 TOKEN_TTL = 4  # seconds: several tokens expire during one test
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 WRITERS = 32
 BATCHES_PER_WRITER = 15

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.integration.conftest import Server
 from tests.integration.silent_database import silent_database
+from tests.service_process import Server
 
 API = "/api/2.0/mlflow"
 # Generous: before the buffered worker, these requests were not answered at all.

@@ -7,8 +7,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tests.integration.conftest import free_port
 from tests.integration.mariadb import PASSWORD, MariaDB, create_mariadb, mariadb_available
+from tests.service_process import free_port
 
 pytestmark = pytest.mark.skipif(
     not mariadb_available(), reason="Debian mariadb-server is not installed (.ci/run installs it)"

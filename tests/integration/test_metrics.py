@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.conftest import Server, children_of
+from tests.service_process import Server, children_of
 
 EXPERIMENT_GET = "/api/2.0/mlflow/experiments/get"
 

@@ -6,7 +6,8 @@ import pytest
 import requests
 import sqlalchemy
 
-from tests.integration.conftest import (
+from tests.integration.postgres import Postgres, create_postgres, postgres_bin
+from tests.service_process import (
     free_port,
     run_to_exit,
     service_env,
@@ -14,7 +15,6 @@ from tests.integration.conftest import (
     stop,
     wait_ready,
 )
-from tests.integration.postgres import Postgres, create_postgres, postgres_bin
 
 pytestmark = pytest.mark.skipif(
     postgres_bin() is None, reason="Debian postgresql is not installed (.ci/run installs it)"

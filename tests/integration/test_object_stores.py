@@ -13,8 +13,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import free_port
 from tests.s3_server import S3_ENV, s3_client, s3_server
+from tests.service_process import free_port
 
 
 @pytest.fixture

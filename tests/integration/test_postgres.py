@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.conftest import Server, free_port
 from tests.integration.postgres import PASSWORD, Postgres, create_postgres, postgres_bin, wait_until
+from tests.service_process import Server, free_port
 
 pytestmark = pytest.mark.skipif(
     postgres_bin() is None, reason="Debian postgresql is not installed (.ci/run installs it)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 FASTAPI_ONLY = [
     # (method, path, body, expected status): what MLflow's own router answers

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.integration.conftest import Server, children_of
+from tests.service_process import Server, children_of
 
 API = "/api/2.0/mlflow"
 

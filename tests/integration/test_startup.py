@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from tests.integration.conftest import (
+from tests.service_process import (
     REPO,
     free_port,
     run_to_exit,

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
-from tests.integration.conftest import Server
+from tests.service_process import Server
 
 pytestmark = needs_chromium
 
