@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.contract.standin_apps import APPS_DOMAIN, app_host
+from tests.contract.standin_handle import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.integration.browser import CHROMIUM, CHROMIUM_FLAGS, skip_without_chromium
 from tests.service_process import REPO
 

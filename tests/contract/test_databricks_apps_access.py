@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.contract.conftest import USER_TOKENS, StandIn
+from tests.contract.standin_handle import USER_TOKENS, StandIn
 
 API = "/api/2.0/mlflow"
 ALICE_TOKEN, BOB_TOKEN = USER_TOKENS

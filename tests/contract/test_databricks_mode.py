@@ -9,7 +9,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tests.contract.conftest import CLIENT_ID, PAT, StandIn
+from tests.contract.standin_handle import CLIENT_ID, PAT, StandIn
 
 API = "/api/2.0/mlflow"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
+from tests.contract.standin_handle import CLIENT_ID, CLIENT_SECRET, PAT, StandIn
 from tests.service_process import REPO, free_port
 
 CALLER = "pat-user@example.com"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, StandIn
+from tests.contract.standin_handle import CLIENT_ID, CLIENT_SECRET, StandIn
 
 
 def token(standin: StandIn, secret: str = CLIENT_SECRET) -> requests.Response:

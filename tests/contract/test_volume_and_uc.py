@@ -14,7 +14,7 @@ import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
-from tests.contract.conftest import CLIENT_ID, CLIENT_SECRET, VOLUME, StandIn
+from tests.contract.standin_handle import CLIENT_ID, CLIENT_SECRET, VOLUME, StandIn
 from tests.s3_server import s3_client, s3_server
 from tests.service_process import children_of
 
