@@ -8,7 +8,6 @@ fixes it. Messages are scrubbed of credentials before they leave this module.
 from __future__ import annotations
 
 import functools
-import io
 import tempfile
 import threading
 import time
@@ -433,17 +432,3 @@ def _workspace_client():  # -> databricks.sdk.WorkspaceClient, one per process
 def _databricks_identity() -> str:
     me = _workspace_client().current_user.me()
     return f"authenticated as {me.user_name or me.id}"
-
-
-def render_table(results: list[CheckResult]) -> str:
-    """A fixed-width table: check, result, reason, fix."""
-    rows = [("check", "result", "reason", "fix")]
-    rows += [
-        (r.name, r.status.upper() if r.status != "ok" else "ok", r.reason, r.fix) for r in results
-    ]
-    widths = [max(len(row[i]) for row in rows[:]) for i in range(3)]
-    out = io.StringIO()
-    for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(3)]
-        out.write("  ".join([*cells, row[3]]).rstrip() + "\n")
-    return out.getvalue()

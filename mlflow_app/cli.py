@@ -98,7 +98,7 @@ def _database(settings, mode: str) -> int:
 def _check(settings, as_json: bool) -> int:
     """The startup self-check, run here: schema first (as MLFLOW_APP_MIGRATE says), then the
     checks, so a fresh database is created once rather than by two stores at the same time."""
-    from mlflow_app.checks import render_table
+    from mlflow_app.findings import render_table
     from mlflow_app.selfcheck import schema_and_checks
     from mlflow_app.store_environment import apply_store_environment
 

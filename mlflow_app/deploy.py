@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlflow_app.findings import Finding, render_table
 from mlflow_app.pinned_requirements import problems
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # Databricks Apps refuses larger files
@@ -217,12 +218,20 @@ def readiness(app_url: str, token: str) -> tuple[int, dict]:
 
 
 def report_readiness(status: int, report: dict, out: TextIO) -> bool:
-    for check in report.get("checks", []):
-        fix = f"  fix: {check['fix']}" if check.get("fix") and check["status"] != "ok" else ""
-        print(f"  {check['name']:16} {check['status']:8} {check.get('reason', '')}{fix}", file=out)
+    """Print the app's readiness checks as a findings table; whether the app is ready."""
+    findings = [
+        Finding(
+            c["name"],
+            c["status"],
+            c.get("reason", ""),
+            c.get("fix", "") if c["status"] != "ok" else "",
+        )
+        for c in report.get("checks", [])
+    ]
     ready = status == 200 and "error" not in report
-    if not ready and not report.get("checks"):
-        print(f"  {READY_PATH} answered {status}: {report.get('error', '')}", file=out)
+    if not ready and not findings:
+        findings = [Finding(READY_PATH, "failed", f"answered {status}: {report.get('error', '')}")]
+    print(render_table(findings), end="", file=out)
     return ready
 
 
@@ -254,7 +263,5 @@ def smoke_test(app_url: str, token: str, workdir: Path, out: TextIO) -> None:
             )
     finally:
         client.delete_experiment(experiment_id)
-    print(
-        "  smoke test       ok       logged and read back a run, a metric and an artifact",
-        file=out,
-    )
+    smoke = Finding("smoke test", "ok", "logged and read back a run, a metric and an artifact")
+    print(render_table([smoke]), end="", file=out)

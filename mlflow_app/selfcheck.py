@@ -15,9 +15,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlflow_app.checks import CheckResult, render_table, run_checks
+from mlflow_app.checks import CheckResult, run_checks
 from mlflow_app.config import Settings, unrecognised_settings
 from mlflow_app.error_text import describe_error, redact, secrets_in
+from mlflow_app.findings import render_table
 from mlflow_app.migrations import SchemaError, prepare_schema
 
 

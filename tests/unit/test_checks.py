@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from mlflow_app.checks import Check, CheckFailure, CheckResult, CheckWarning, _timed, render_table
+from mlflow_app.checks import Check, CheckFailure, CheckResult, CheckWarning, _timed
 from mlflow_app.config import load_settings
+from mlflow_app.findings import render_table
 
 SETTINGS = load_settings(
     {
