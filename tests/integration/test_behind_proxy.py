@@ -229,15 +229,35 @@ def test_a_user_works_in_the_ui_through_the_proxy(browser_page, deployment: Depl
     assert created.value.status == 200, created.value.text()
     page.screenshot(path=str(page.shots / "1-experiment-created.png"))
     experiment_id = created.value.json()["experiment_id"]
+    # The UI moves on to the new experiment by itself and guesses its kind from what it holds
+    # (nothing yet: "GenAI", which sends /runs to a traces overview). Let it finish, then leave
+    # the page, so the kind set below is the last word and the runs table loads afresh.
+    page.wait_for_url(
+        re.compile(rf".*#/experiments/{experiment_id}/(overview|runs|traces)\b.*"), timeout=30_000
+    )
+    page.goto("about:blank")
 
     run = deployment.api(
         "POST", "runs/create", json={"experiment_id": experiment_id, "run_name": "ui-run"}
     ).json()["run"]["info"]
     run_id = run["run_id"]
+    # Say what the experiment is, as a user picking its type does, and ask for the ML view.
+    deployment.api(
+        "POST",
+        "experiments/set-experiment-tag",
+        json={
+            "experiment_id": experiment_id,
+            "key": "mlflow.experimentKind",
+            "value": "custom_model_development",
+        },
+    ).raise_for_status()
+    runs_table = (
+        f"{deployment.url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    )
 
     # Open the experiment's runs table (a POST to runs/search).
     with _wait_for_post(page, "/runs/search") as searched:
-        page.goto(f"{deployment.url}/#/experiments/{experiment_id}/runs")
+        page.goto(runs_table)
     assert searched.value.status == 200
     page.get_by_text("ui-run").first.wait_for(timeout=30_000)
     page.screenshot(path=str(page.shots / "2-runs-table.png"))
@@ -268,7 +288,7 @@ def test_a_user_works_in_the_ui_through_the_proxy(browser_page, deployment: Depl
     assert state["run"]["info"]["lifecycle_stage"] == "deleted"
 
     # Restore it from the runs table's deleted runs.
-    page.goto(f"{deployment.url}/#/experiments/{experiment_id}/runs")
+    page.goto(runs_table)
     page.get_by_test_id("lifecycle-filter").click()
     page.get_by_role("option", name="Deleted").click()
     page.get_by_text("ui-run").first.wait_for(timeout=30_000)
