@@ -174,8 +174,7 @@ def _databricks_checks(settings: Settings, write_probe: bool) -> list[Check]:
         Check(
             "tracking_store",
             _tracking_store_answers,
-            "check DATABRICKS_HOST and that the workspace answers; give "
-            f"{principal} CAN EDIT on the workspace folder its experiments live in",
+            "check DATABRICKS_HOST and that the workspace answers",
         ),
         Check(
             "experiment_folder",
@@ -223,7 +222,7 @@ def _grants_held(volume: str, registers_in_unity_catalog: bool) -> str:
     from mlflow_app.uc_grants import grant_statement, lacking, needed
 
     client = _workspace_client()
-    principal = client.current_user.me().user_name
+    principal = _own_user_name()
     wanted = needed(volume)
     if not registers_in_unity_catalog:
         wanted = {s: p - {"CREATE_MODEL"} for s, p in wanted.items()}
@@ -427,6 +426,12 @@ def _workspace_client():  # -> databricks.sdk.WorkspaceClient, one per process
     return WorkspaceClient(
         config=Config(retry_timeout_seconds=MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT.get())
     )
+
+
+@functools.cache
+def _own_user_name() -> str:
+    # Who this process is does not change; readiness need not ask the workspace every time.
+    return _workspace_client().current_user.me().user_name
 
 
 def _databricks_identity() -> str:
