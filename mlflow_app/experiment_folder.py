@@ -3,7 +3,8 @@
 The workspace accepts only absolute workspace paths as experiment names and has no experiment
 `0`, which the UI's "create experiment" (a plain name) and every client that never calls
 `set_experiment` rely on. Bare names map into `MLFLOW_APP_EXPERIMENT_FOLDER` and are shown
-without it; experiment `0` is the folder's `Default` experiment, created on first use.
+without it; experiment `0` (as an id, a trace's location or a trace search location) is the
+folder's `Default` experiment, created on first use.
 """
 
 from __future__ import annotations
@@ -102,10 +103,14 @@ def _build_mapped(build: StoreBuilder, folder: ExperimentFolder, *args: Any, **k
     return subclass_store(store, mapped)
 
 
+# Parameters that hold experiment ids: one id, a list, a trace's info, trace search locations.
+_ID_PARAMETERS = {"experiment_id", "experiment_ids", "trace_info", "locations", "location"}
+
+
 def _takes_experiments(method: Callable) -> bool:
     parameters = inspect.signature(method).parameters
     return method.__name__ in (*_NAME_PARAMETERS, "search_experiments") or bool(
-        {"experiment_id", "experiment_ids"} & parameters.keys()
+        _ID_PARAMETERS & parameters.keys()
     )
 
 
@@ -119,15 +124,26 @@ def _mapped(method: Callable, folder: ExperimentFolder) -> Callable:
         arguments = bound.arguments
         if name_parameter in arguments:
             arguments[name_parameter] = folder.stored(arguments[name_parameter])
-        if "experiment_id" in arguments:
-            arguments["experiment_id"] = folder.experiment_id(store, arguments["experiment_id"])
-        if arguments.get("experiment_ids"):
-            arguments["experiment_ids"] = [
-                folder.experiment_id(store, i) for i in arguments["experiment_ids"]
-            ]
+        for parameter in ("experiment_id", "location"):
+            if isinstance(arguments.get(parameter), str):
+                arguments[parameter] = folder.experiment_id(store, arguments[parameter])
+        for parameter in ("experiment_ids", "locations"):
+            if arguments.get(parameter):
+                arguments[parameter] = [
+                    folder.experiment_id(store, i) for i in arguments[parameter]
+                ]
+        if arguments.get("trace_info") is not None:
+            _map_trace_experiment(store, arguments["trace_info"], folder)
         return _show(method(*bound.args, **bound.kwargs), folder)
 
     return call
+
+
+def _map_trace_experiment(store: Any, trace_info: Any, folder: ExperimentFolder) -> None:
+    """A trace a client sends with no experiment set names experiment 0 as its location."""
+    location = getattr(trace_info.trace_location, "mlflow_experiment", None)
+    if location is not None:
+        location.experiment_id = folder.experiment_id(store, location.experiment_id)
 
 
 def _show(result: Any, folder: ExperimentFolder) -> Any:

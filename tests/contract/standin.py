@@ -108,6 +108,18 @@ class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def trace_experiments(data: object) -> list[str]:
+    """Experiment ids a trace call names as locations: `mlflow_experiment.experiment_id`."""
+    if isinstance(data, list):
+        return [i for item in data for i in trace_experiments(item)]
+    if not isinstance(data, dict):
+        return []
+    found = trace_experiments(list(data.values()))
+    if isinstance(data.get("mlflow_experiment"), dict):
+        found.append(data["mlflow_experiment"].get("experiment_id"))
+    return found
+
+
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
     return Response(
         json.dumps(body), status=status, mimetype="application/json", headers=headers or {}
@@ -399,6 +411,7 @@ class Workspace:
             return None
         ids = [*request.args.getlist("experiment_ids"), *(data.get("experiment_ids") or [])]
         ids.append(data.get("experiment_id") or request.args.get("experiment_id"))
+        ids.extend(trace_experiments(data))
         if "0" in ids:
             return api_error(404, "RESOURCE_DOES_NOT_EXIST", "Node ID 0 does not exist.")
         call = request.path.split("/mlflow", 1)[1]
@@ -738,6 +751,12 @@ def build(args: argparse.Namespace) -> Workspace:
         }
     )
     from mlflow.server import app as mlflow_app
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    # The workspace keeps a logged model's files at <experiment location>/logged_models/<id>/
+    # artifacts (MLflow's DatabricksLoggedModelArtifactRepository parses exactly that under the
+    # workspace's own dbfs:/databricks/mlflow-tracking/<experiment>); OSS MLflow says "models".
+    SqlAlchemyStore.MODELS_FOLDER_NAME = "logged_models"
 
     state = State(
         clients={args.client_id: args.client_secret},

@@ -55,6 +55,33 @@ def test_a_client_that_never_sets_an_experiment_logs_into_default(
     assert [r.info.run_id for r in client.search_runs(["0"])] == [run.info.run_id]
 
 
+def test_a_trace_from_a_client_that_never_sets_an_experiment_lands_in_default(
+    run_server, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = run_server(**standin.service_settings(MLFLOW_APP_EXPERIMENT_FOLDER="/Shared/team"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")  # exported before we look
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+    @mlflow.trace
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    try:
+        assert add(2, 3) == 5
+        trace_id = mlflow.get_last_active_trace_id()
+    finally:
+        mlflow.set_tracking_uri(None)
+    client = MlflowClient(server.url)
+    trace = client.get_trace(trace_id)
+    experiment_id = trace.info.experiment_id
+    assert experiment_id != "0"
+    assert stored_name(standin, experiment_id) == "/Shared/team/Default"
+    assert [t.info.trace_id for t in client.search_traces(locations=["0"])] == [trace_id]
+
+
 def test_a_folder_the_principal_may_not_manage_stops_startup_naming_the_grant(
     run_server, standin: StandIn
 ) -> None:

@@ -291,3 +291,47 @@ def test_a_200_mb_artifact_goes_to_the_volume_in_parts_and_back(run_server, stan
     # Streamed in parts (databricks-sdk holds 10 parts of 10 MiB in flight for files up to
     # 1000 MB): the worker never held the file whole.
     assert peak_rss_mb(workers) - before < 200, (before, peak_rss_mb(workers))
+
+
+def test_a_logged_model_lives_in_the_volume_and_loads_with_no_databricks_credentials(
+    run_server, standin: StandIn, monkeypatch, tmp_path: Path
+) -> None:
+    """MLflow 3's log_model creates a logged model; the workspace keeps its files under the
+    experiment's location, `<location>/logged_models/<id>/artifacts`, which for an experiment
+    the service made is in the volume, so the client reaches them through the proxy."""
+    for name in [n for n in os.environ if n.startswith("DATABRICKS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    server = run_server(**volume_settings(standin))
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.1, 0.8]])
+    mlflow.set_tracking_uri(server.url)
+    try:
+        mlflow.set_experiment("logged-models")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                LogisticRegression().fit(features, [0, 1, 1, 0]), name="clf"
+            )
+        loaded = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+        shown = MlflowClient(server.url).get_logged_model(info.model_id)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    assert list(loaded.predict(features)) == [0, 1, 1, 0]
+    assert shown.artifact_location.startswith("mlflow-artifacts:/")
+    stored = standin.api("GET", f"{API}/logged-models/{info.model_id}").json()["model"]["info"]
+    location = stored["artifact_uri"]
+    assert location.startswith(f"dbfs:{VOLUME}/mlflow/")
+    assert location.endswith(f"/logged_models/{info.model_id}/artifacts")
+    assert standin.volume_file(location.removeprefix("dbfs:") + "/MLmodel").is_file()
+    # The UI's logged-model page lists and opens the files through the service.
+    listing = requests.get(
+        f"{server.url}/ajax-api/2.0/mlflow/logged-models/{info.model_id}/artifacts/directories",
+        timeout=60,
+    )
+    assert "MLmodel" in {f["path"] for f in listing.json()["files"]}
+    mlmodel = requests.get(
+        f"{server.url}/ajax-api/2.0/mlflow/logged-models/{info.model_id}/artifacts/files",
+        params={"artifact_file_path": "MLmodel"},
+        timeout=60,
+    )
+    assert mlmodel.status_code == 200 and info.model_id in mlmodel.text
