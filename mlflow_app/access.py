@@ -21,7 +21,8 @@ from cachetools import TTLCache
 from flask import Flask, Response
 from werkzeug.datastructures import Authorization
 
-from mlflow_app.config import AccessSettings, normal_identity
+from mlflow_app.config import AccessSettings
+from mlflow_app.config_rules import normal_identity
 from mlflow_app.errors import error_response, json_error
 from mlflow_app.front_door import TRUSTED_PEER_KEY
 from mlflow_app.metrics import ACCESS_DENIALS
