@@ -4,7 +4,8 @@
 settings (credentials masked) or, with `--table`, every setting with its default;
 `db upgrade` creates or migrates the database schema and `db check` verifies it;
 `setup databricks`, `deploy` and `doctor` set up, ship and diagnose the Databricks app;
-`requirements` pins what Databricks Apps installs.
+`requirements` pins what Databricks Apps installs; `migrate` moves another MLflow
+deployment's experiments, runs and models in.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     requirements.add_argument("--write", action="store_true", help="write it to requirements.txt")
     _databricks_commands(commands)
+    _migrate_command(commands)
     args = parser.parse_args(argv)
 
     if args.command in ("setup", "deploy", "doctor"):
         return _databricks(args)
     if args.command == "requirements":
         return _requirements(write=args.write)
+    if args.command == "migrate":
+        return _migrate(args)
     if args.command == "config" and args.table:
         print(settings_table())
         return 0
@@ -62,6 +66,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return _database(settings, "auto" if args.action == "upgrade" else "check")
     return _check(settings, as_json=args.json)
+
+
+def _migrate_command(commands: argparse._SubParsersAction) -> None:
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy experiments, runs, logged models and registered models from another MLflow",
+        description="Copy from any MLflow tracking URI into this service (its own settings) or "
+        "--to; a re-run copies only what is missing.",
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="source tracking URI")
+    migrate.add_argument("--to", dest="destination", help="destination tracking URI")
+    migrate.add_argument("--dry-run", action="store_true", help="print counts, copy nothing")
+    migrate.add_argument(
+        "--experiment-folder", help="workspace folder for experiment names without a leading /"
+    )
+    migrate.add_argument(
+        "--model-prefix", help="catalog.schema: registered models become catalog.schema.<name>"
+    )
+    migrate.add_argument(
+        "--report",
+        type=Path,
+        default=Path("mlflow-migration-report.json"),
+        help="where to write the report with every id (mlflow-migration-report.json)",
+    )
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from mlflow_app.migrate import Options, migrate
+
+    options = Options(
+        source=args.source,
+        destination=args.destination,
+        dry_run=args.dry_run,
+        experiment_folder=args.experiment_folder,
+        model_prefix=args.model_prefix,
+        report=args.report,
+    )
+    return migrate(options)
 
 
 def _requirements(write: bool) -> int:
