@@ -7,19 +7,24 @@ with two versions and an alias, one from a run's artifacts with a stage and an a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 
-from tests.service_process import free_port, stop, wait_ready
+from mlflow_app.migrate_copy import COMPLETE, MIGRATED_FROM
+from tests.service_process import REPO, free_port, stop, wait_ready
 
 EXPERIMENTS = ("churn", "fraud", "forecast")
 RUNS = 50
@@ -140,3 +145,143 @@ def _models(url: str, client: MlflowClient, experiment_id: str, scratch: Path) -
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+
+
+# --- running the migration -----------------------------------------------------------------
+def migrate_command(source: str, report: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow_app.cli",
+        "migrate",
+        "--from",
+        source,
+        "--report",
+        str(report),
+        *extra,
+    ]
+
+
+def run_migration(
+    source: str, environ: dict[str, str], report: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    done = subprocess.run(
+        migrate_command(source, report, *extra),
+        env=environ,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return done, json.loads(report.read_text()) if report.exists() else {}
+
+
+def kill_midway(source: str, environ: dict[str, str], report: Path, runs: int) -> int:
+    """Start a migration and SIGKILL it once its progress bar shows `runs` runs copied; the
+    runs it had copied by then."""
+    process = subprocess.Popen(
+        migrate_command(source, report),
+        env=environ,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    seen = 0
+    try:
+        buffer = b""
+        while process.poll() is None and seen < runs:
+            buffer += process.stderr.read1(4096) if process.stderr else b""
+            counts = re.findall(rb"runs:.*?\| *(\d+)/\d+", buffer[-4096:])
+            seen = int(counts[-1]) if counts else seen
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert seen >= runs, "the migration ended before it could be interrupted"
+    return seen
+
+
+# --- comparing source and destination -------------------------------------------------------
+def migrated(destination: MlflowClient, experiment_id: str) -> dict[str, Run]:
+    runs = destination.search_runs([experiment_id], max_results=1000)
+    return {r.data.tags[MIGRATED_FROM]: r for r in runs if MIGRATED_FROM in r.data.tags}
+
+
+def own_tags(run: Run) -> dict[str, str]:
+    return {k: v for k, v in run.data.tags.items() if k not in (MIGRATED_FROM, COMPLETE)}
+
+
+def tree_digest(client: MlflowClient, run_id: str, scratch: Path) -> dict[str, str]:
+    """sha256 of every artifact file of a run, by path."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    local = Path(client.download_artifacts(run_id, "", str(scratch)))
+    return {
+        str(p.relative_to(local)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(local.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_runs_match(
+    source: MlflowClient, destination: MlflowClient, rename: Callable[[str], str], scratch: Path
+) -> int:
+    """Every source run has a destination run equal field by field; the number compared."""
+    compared = 0
+    for experiment in source.search_experiments():
+        target = destination.get_experiment_by_name(rename(experiment.name))
+        assert target is not None, experiment.name
+        assert {k: v for k, v in target.tags.items() if k == "team"} == {
+            k: v for k, v in experiment.tags.items() if k == "team"
+        }
+        copies = migrated(destination, target.experiment_id)
+        for run in source.search_runs([experiment.experiment_id], max_results=1000):
+            copy = copies[run.info.run_id]
+            assert copy.data.params == run.data.params
+            assert own_tags(copy) == own_tags(run)
+            assert (copy.info.status, copy.info.start_time, copy.info.end_time) == (
+                run.info.status,
+                run.info.start_time,
+                run.info.end_time,
+            )
+            assert copy.info.run_name == run.info.run_name
+            for key in run.data.metrics:
+                points = [
+                    (m.step, m.timestamp, m.value)
+                    for m in source.get_metric_history(run.info.run_id, key)
+                ]
+                copied = [
+                    (m.step, m.timestamp, m.value)
+                    for m in destination.get_metric_history(copy.info.run_id, key)
+                ]
+                assert sorted(copied) == sorted(points)
+            datasets = [(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs]
+            assert [(d.dataset.name, d.dataset.digest) for d in copy.inputs.dataset_inputs] == (
+                datasets
+            )
+            here = scratch / run.info.run_id
+            assert tree_digest(destination, copy.info.run_id, here / "copy") == tree_digest(
+                source, run.info.run_id, here / "source"
+            )
+            compared += 1
+    return compared
+
+
+def assert_models_match(
+    source: MlflowClient, destination: MlflowClient, rename: Callable[[str], str]
+) -> None:
+    """Versions, their tags and every alias (stages as aliases) point where the source's do."""
+    for model in source.search_registered_models():
+        copy = destination.get_registered_model(rename(model.name))
+        versions = destination.search_model_versions(f"name='{rename(model.name)}'")
+        by_source = {v.tags[MIGRATED_FROM]: v for v in versions}
+        source_versions = source.search_model_versions(f"name='{model.name}'")
+        assert len(by_source) == len(source_versions)
+        aliases = dict(model.aliases)
+        for version in source_versions:
+            if version.current_stage == "Production":
+                aliases.setdefault("production", version.version)
+            twin = by_source[f"{model.name}/{version.version}"]
+            assert {k: v for k, v in twin.tags.items() if k != MIGRATED_FROM} == version.tags
+        for alias, version in aliases.items():
+            resolved = destination.get_model_version_by_alias(copy.name, alias)
+            assert resolved.tags[MIGRATED_FROM] == f"{model.name}/{version}", alias
