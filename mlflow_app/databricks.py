@@ -57,7 +57,7 @@ def _build_with_credentials_once(
         subclass_store(
             store,
             {
-                "create_model_version": _without_empty_run_link(cls.create_model_version),
+                "create_model_version": _unset_not_empty(cls.create_model_version),
                 "list_webhooks_by_event": _no_webhooks,
                 "search_registered_models": _uc_search(
                     cls.search_registered_models, ("filter_string", "order_by")
@@ -78,16 +78,19 @@ def _no_webhooks(store: Any, *args: Any, **kwargs: Any) -> Any:
     return PagedList([], None)
 
 
-def _without_empty_run_link(create: Callable) -> Callable:
-    # MLflow's handler passes the request's run_link, "" when the client sent none, and the
-    # Unity Catalog store refuses any run_link that is not None.
+def _unset_not_empty(create: Callable) -> Callable:
+    # MLflow's handler passes the request's run_link and model_id as "" when the client sent
+    # none. The Unity Catalog store refuses any run_link that is not None, and looks up
+    # logged model "" (an error) unless model_id is None, so a version registered from a
+    # run's files (no logged model) would fail.
     signature = inspect.signature(create)
 
     @functools.wraps(create)
     def create_model_version(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
-        if not bound.arguments.get("run_link"):
-            bound.arguments["run_link"] = None
+        for name in ("run_link", "model_id"):
+            if not bound.arguments.get(name):
+                bound.arguments[name] = None
         return create(*bound.args, **bound.kwargs)
 
     return create_model_version

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 import threading
@@ -45,6 +46,7 @@ class MigrationRefused(Exception):
 
 def migrate(options: Options, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the migration; 0 when nothing failed, 1 when something did, 2 when refused."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout: report
     try:
         with destination_uri(options) as target:
             source = _reachable(options.source, "source", "--from")
@@ -89,17 +91,23 @@ def _own_service(settings) -> Iterator[str]:
 
     from werkzeug.serving import make_server
 
-    from mlflow_app.migrations import SchemaError, prepare_schema
+    from mlflow_app.selfcheck import checked_apart
     from mlflow_app.store_environment import apply_store_environment
 
     settings = dataclasses.replace(
         settings, access=dataclasses.replace(settings.access, mode="none"), metrics=False
     )
     apply_store_environment(settings)
-    try:
-        prepare_schema(settings)
-    except SchemaError as error:
-        raise MigrationRefused(str(error)) from None
+    # What the service does before it serves: the schema, then every check with the write
+    # probe (which also creates the experiment folder and its Default experiment).
+    outcome = checked_apart(settings)
+    failed = [r for r in outcome.results if not r.ok]
+    if outcome.stop_reason or failed:
+        reason = outcome.stop_reason or "; ".join(f"{r.name}: {r.reason}" for r in failed)
+        raise MigrationRefused(
+            f"this service cannot take the migration yet ({reason}); run `mlflow-app check` "
+            "for the fix"
+        )
     from mlflow.server import app as flask_app
 
     from mlflow_app.app import mlflow_routes, prepare_stores

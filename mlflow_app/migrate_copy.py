@@ -96,6 +96,9 @@ class Copier:
             self.runs[run_id] = earlier.info.run_id
             self.tally.add("skipped", "runs", run_id)
             return 0
+        if experiment_id is None and not self.dry_run:
+            self.tally.add("failed", "runs", f"{run_id}: its experiment was not created")
+            return 0
         self.tally.add("copied", "runs", run_id)
         if self.dry_run or experiment_id is None:
             return 0
@@ -159,6 +162,11 @@ class Copier:
         if earlier is not None and earlier.tags.get(COMPLETE) == "true":
             self.models[model.model_id] = earlier.model_id
             self.tally.add("skipped", "logged models", model.model_id)
+            return 0
+        if experiment_id is None and not self.dry_run:
+            self.tally.add(
+                "failed", "logged models", f"{model.model_id}: its experiment was not created"
+            )
             return 0
         self.tally.add("copied", "logged models", model.model_id)
         if self.dry_run or experiment_id is None:
@@ -250,7 +258,11 @@ class Copier:
         if self.dry_run:
             return {}
         found = every(self.destination.search_model_versions, filter_string=f"name='{new_name}'")
-        return {v.tags[MIGRATED_FROM]: v.version for v in found if MIGRATED_FROM in v.tags}
+        # Unity Catalog's search leaves tags out; a version's own get has them.
+        tagged = (
+            v if v.tags else self.destination.get_model_version(new_name, v.version) for v in found
+        )
+        return {v.tags[MIGRATED_FROM]: v.version for v in tagged if MIGRATED_FROM in v.tags}
 
     def _version(self, version: ModelVersion, new_name: str, key: str) -> str | None:
         source, model_id = self._version_source(version)

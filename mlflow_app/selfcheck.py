@@ -63,7 +63,7 @@ def startup_selfcheck(settings: Settings, log: logging.Logger) -> list[CheckResu
     """
     for line in unrecognised_settings(os.environ, mlflow_setting_names()):
         log.warning("%s", line)
-    outcome = _in_forked_child(schema_and_checks, settings)
+    outcome = checked_apart(settings)
     if outcome.stop_reason:
         raise StartupError(outcome.stop_reason)
     for level, line in outcome.schema_notes:
@@ -103,6 +103,12 @@ class SelfCheckOutcome:
     schema_notes: list[tuple[int, str]] = field(default_factory=list)  # (log level, line)
     results: list[CheckResult] = field(default_factory=list)
     stop_reason: str = ""
+
+
+def checked_apart(settings: Settings) -> SelfCheckOutcome:
+    """`schema_and_checks` in a forked child, so this process holds none of the stores and
+    clients it built (MLflow caches stores; ours must be built after the wrappers are in)."""
+    return _in_forked_child(schema_and_checks, settings)
 
 
 def schema_and_checks(settings: Settings) -> SelfCheckOutcome:

@@ -267,12 +267,20 @@ def assert_runs_match(
 
 
 def assert_models_match(
-    source: MlflowClient, destination: MlflowClient, rename: Callable[[str], str]
+    source: MlflowClient,
+    destination: MlflowClient,
+    rename: Callable[[str], str],
+    only: tuple[str, ...] = (),
 ) -> None:
     """Versions, their tags and every alias (stages as aliases) point where the source's do."""
     for model in source.search_registered_models():
+        if only and model.name not in only:
+            continue
         copy = destination.get_registered_model(rename(model.name))
-        versions = destination.search_model_versions(f"name='{rename(model.name)}'")
+        versions = [
+            destination.get_model_version(copy.name, v.version)  # UC's search has no tags
+            for v in destination.search_model_versions(f"name='{copy.name}'")
+        ]
         by_source = {v.tags[MIGRATED_FROM]: v for v in versions}
         source_versions = source.search_model_versions(f"name='{model.name}'")
         assert len(by_source) == len(source_versions)

@@ -120,6 +120,17 @@ def trace_experiments(data: object) -> list[str]:
     return found
 
 
+def set_or_delete_tag(entity: dict, action: str, body: dict) -> Response:
+    """A Unity Catalog model's or version's tag: `set-tag` (key, value) or `delete-tag` (key)."""
+    key = body.get("key", "")
+    if not key:
+        return api_error(400, "INVALID_PARAMETER_VALUE", "key is required.")
+    entity["tags"] = [t for t in entity.get("tags", []) if t["key"] != key]
+    if action == "set-tag":
+        entity["tags"].append({"key": key, "value": body.get("value", "")})
+    return json_response({})
+
+
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
     return Response(
         json.dumps(body), status=status, mimetype="application/json", headers=headers or {}
@@ -482,7 +493,9 @@ class Workspace:
                 "creation_timestamp": now,
                 "last_updated_timestamp": now,
                 "user_id": principal,
+                "description": body.get("description", ""),
                 "aliases": [],
+                "tags": list(body.get("tags") or []),
             }
             self.state.uc_versions[name] = []
             return json_response({"registered_model": models[name]})
@@ -496,6 +509,8 @@ class Workspace:
             return json_response({})
         if action == "alias":
             return self.uc_alias(request, models[name], body)
+        if action in ("set-tag", "delete-tag"):
+            return set_or_delete_tag(models[name], action, body)
         return api_error(404, "ENDPOINT_NOT_FOUND", f"{request.method} {request.path}")
 
     def uc_alias(self, request: Request, model: dict, body: dict) -> Response:
@@ -541,7 +556,9 @@ class Workspace:
                     400, "INVALID_PARAMETER_VALUE", "Filter must be of the form name='<model>'."
                 )
             found = self.state.uc_versions.get(match.group(1), [])
-            return json_response({"model_versions": [self.version_view(v) for v in found]})
+            # Search answers without tags (a version's tags come with get); never kinder.
+            views = [{**self.version_view(v), "tags": []} for v in found]
+            return json_response({"model_versions": views})
         name = body.get("name", "")
         if name not in self.state.uc_models:
             return api_error(404, "RESOURCE_DOES_NOT_EXIST", f"Model '{name}' does not exist.")
@@ -565,6 +582,8 @@ class Workspace:
             return self.temporary_credentials(version, body.get("operation", ""))
         if action == "get":
             return json_response({"model_version": self.version_view(version)})
+        if action in ("set-tag", "delete-tag"):
+            return set_or_delete_tag(version, action, body)
         if action == "get-download-uri":
             return json_response({"artifact_uri": version["storage_location"]})
         if action == "delete" and request.method == "DELETE":
@@ -607,14 +626,15 @@ class Workspace:
             "name": name,
             "version": number,
             "source": body["source"],
-            "run_id": body.get("run_id", ""),
-            "model_id": body.get("model_id", ""),
             "description": body.get("description", ""),
             "status": "PENDING_REGISTRATION",
             "storage_location": f"s3://standin-metastore/models/{name}/versions/{number}",
             "creation_timestamp": now,
             "last_updated_timestamp": now,
             "user_id": principal,
+            "tags": list(body.get("tags") or []),
+            # Fields a request did not set are absent from the answer, as in proto3 JSON.
+            **{key: body[key] for key in ("run_id", "model_id") if body.get(key)},
         }
         versions.append(version)
         return json_response({"model_version": self.version_view(version)})

@@ -335,3 +335,29 @@ def test_a_logged_model_lives_in_the_volume_and_loads_with_no_databricks_credent
         timeout=60,
     )
     assert mlmodel.status_code == 200 and info.model_id in mlmodel.text
+
+
+def test_a_version_from_a_runs_files_without_a_logged_model_registers_in_unity_catalog(
+    run_server, standin: StandIn, monkeypatch, tmp_path: Path
+) -> None:
+    """MLflow 2 style: the model's files are a run's artifacts and no logged model exists.
+    MLflow's handler passes model_id "" (the request's default) to the UC store, which then
+    asks the tracking server for logged model "" and fails."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    server = run_server(**volume_settings(standin))
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.1, 0.8]])
+    saved = tmp_path / "model"
+    mlflow.sklearn.save_model(
+        LogisticRegression().fit(features, [0, 1, 1, 0]), saved, input_example=features[:2]
+    )
+    client = MlflowClient(server.url, server.url)
+    run = client.create_run(client.create_experiment("/Shared/plain-files"))
+    client.log_artifacts(run.info.run_id, str(saved), "model")
+    client.create_registered_model("main.mlflow.plain")
+
+    version = client.create_model_version(
+        "main.mlflow.plain", f"runs:/{run.info.run_id}/model", run.info.run_id
+    )
+
+    assert version.version == "1"
+    assert "MLmodel" in {p.name for p in standin.model_files("main.mlflow.plain", "1")}
