@@ -9,11 +9,12 @@ itself), so each store built for a Databricks URI resolves them once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -91,9 +92,27 @@ def _unset_not_empty(create: Callable) -> Callable:
         for name in ("run_link", "model_id"):
             if not bound.arguments.get(name):
                 bound.arguments[name] = None
-        return create(*bound.args, **bound.kwargs)
+        with _refusals_as_bad_requests():
+            return create(*bound.args, **bound.kwargs)
 
     return create_model_version
+
+
+# How the Unity Catalog store words a model it refuses (no MLmodel, no signature); it raises
+# them without an error code, which would make them 500s and have clients retry.
+_REFUSED_MODELS = ("Unable to load model metadata", "Model passed for registration")
+
+
+@contextlib.contextmanager
+def _refusals_as_bad_requests() -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code != "INTERNAL_ERROR" or not error.message.startswith(_REFUSED_MODELS):
+            raise
+        raise MlflowException.invalid_parameter_value(error.message) from error
 
 
 def _uc_search(search: Callable, unsupported: tuple[str, ...]) -> Callable:

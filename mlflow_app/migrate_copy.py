@@ -68,11 +68,13 @@ class Copier:
         if found is not None:
             self.tally.add("skipped", "experiments", name)
             return found.experiment_id
-        self.tally.add("copied", "experiments", name)
         if self.dry_run:
+            self.tally.add("copied", "experiments", name)
             return None
         kept = {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
-        return self.destination.create_experiment(name, tags=kept)
+        created = self.destination.create_experiment(name, tags=kept)
+        self.tally.add("copied", "experiments", name)
+        return created
 
     # --- runs ---------------------------------------------------------------------------------
     def existing_runs(self, experiment_id: str | None) -> dict[str, Run]:
@@ -99,8 +101,8 @@ class Copier:
         if experiment_id is None and not self.dry_run:
             self.tally.add("failed", "runs", f"{run_id}: its experiment was not created")
             return 0
-        self.tally.add("copied", "runs", run_id)
         if self.dry_run or experiment_id is None:
+            self.tally.add("copied", "runs", run_id)
             return 0
         if earlier is not None:  # half-written by an interrupted migration: start it again
             self.destination.delete_run(earlier.info.run_id)
@@ -118,6 +120,7 @@ class Copier:
         if run.info.status != "RUNNING":
             self.destination.set_terminated(new_id, run.info.status, run.info.end_time)
         self.destination.set_tag(new_id, COMPLETE, "true")
+        self.tally.add("copied", "runs", run_id)
         return copied
 
     def _run_data(self, run: Run, new_id: str) -> None:
@@ -168,8 +171,8 @@ class Copier:
                 "failed", "logged models", f"{model.model_id}: its experiment was not created"
             )
             return 0
-        self.tally.add("copied", "logged models", model.model_id)
         if self.dry_run or experiment_id is None:
+            self.tally.add("copied", "logged models", model.model_id)
             return 0
         if earlier is not None:
             self.destination.delete_logged_model(earlier.model_id)
@@ -189,6 +192,7 @@ class Copier:
         if copy.source_run_id:
             self.destination.log_outputs(copy.source_run_id, [LoggedModelOutput(copy.model_id, 0)])
         self.destination.set_logged_model_tags(copy.model_id, {COMPLETE: "true"})
+        self.tally.add("copied", "logged models", model.model_id)
         return size
 
     def _model_files(self, model: LoggedModel, new_id: str) -> int:
@@ -245,13 +249,13 @@ class Copier:
                 return False
             self.tally.add("skipped", "registered models", source.name)
             return True
-        self.tally.add("copied", "registered models", source.name)
         if not self.dry_run:
             self.destination.create_registered_model(
                 new_name,
                 tags={**source.tags, MIGRATED_FROM: source.name},
                 description=source.description,
             )
+        self.tally.add("copied", "registered models", source.name)
         return True
 
     def _existing_versions(self, new_name: str) -> dict[str, str]:
@@ -273,8 +277,8 @@ class Copier:
                 f"{key}: its files ({version.source}) are in no migrated run or logged model",
             )
             return None
-        self.tally.add("copied", "model versions", key)
         if self.dry_run:
+            self.tally.add("copied", "model versions", key)
             return None
         created = self.destination.create_model_version(
             new_name,
@@ -284,6 +288,7 @@ class Copier:
             description=version.description,
             model_id=model_id,
         )
+        self.tally.add("copied", "model versions", key)
         return created.version
 
     def _version_source(self, version: ModelVersion) -> tuple[str | None, str | None]:

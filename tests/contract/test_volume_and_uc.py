@@ -361,3 +361,29 @@ def test_a_version_from_a_runs_files_without_a_logged_model_registers_in_unity_c
 
     assert version.version == "1"
     assert "MLmodel" in {p.name for p in standin.model_files("main.mlflow.plain", "1")}
+
+
+def test_files_that_are_not_a_model_with_a_signature_are_a_400_not_a_500(
+    run_server, standin: StandIn, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    server = run_server(**volume_settings(standin))
+    client = MlflowClient(server.url, server.url)
+    run = client.create_run(client.create_experiment("/Shared/not-a-model"))
+    (tmp_path / "notes.txt").write_text("no MLmodel here")
+    client.log_artifact(run.info.run_id, str(tmp_path / "notes.txt"), "files")
+    client.create_registered_model("main.mlflow.notes")
+
+    answer = requests.post(
+        f"{server.url}{API}/model-versions/create",
+        json={
+            "name": "main.mlflow.notes",
+            "source": f"runs:/{run.info.run_id}/files",
+            "run_id": run.info.run_id,
+        },
+        timeout=60,
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert answer.json()["message"].startswith("Unable to load model metadata")
