@@ -64,7 +64,7 @@ def _build_with_credentials_once(
                     cls.search_registered_models, ("filter_string", "order_by")
                 ),
                 "search_model_versions": _no_run_filter(
-                    _uc_search(cls.search_model_versions, ("order_by",))
+                    _plain_versions(_uc_search(cls.search_model_versions, ("order_by",)))
                 ),
             },
         )
@@ -142,6 +142,26 @@ def _uc_search(search: Callable, unsupported: tuple[str, ...]) -> Callable:
 
 
 _RUN_FILTER = re.compile(r"\s*run_id\s*=\s*'[^']*'\s*")
+
+
+def _plain_versions(search: Callable) -> Callable:
+    # The UC store answers with ModelVersionSearch, whose `tags` and `aliases` are methods
+    # that raise (UC's search carries neither), so MLflow's handler cannot serialise them and
+    # every version listing (the model's page) was a 500. Plain versions with none serialise.
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.store.entities.paged_list import PagedList
+
+    @functools.wraps(search)
+    def search_model_versions(*args: Any, **kwargs: Any) -> Any:
+        found = search(*args, **kwargs)
+        plain = []
+        for version in found:
+            copy = ModelVersion.__new__(ModelVersion)
+            copy.__dict__.update(vars(version))
+            plain.append(copy)
+        return PagedList(plain, found.token)
+
+    return search_model_versions
 
 
 def _no_run_filter(search: Callable) -> Callable:

@@ -18,6 +18,8 @@ from mlflow.entities import LoggedModel, Metric, Param, Run, ViewType
 from mlflow.entities.logged_model_output import LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion
 
+from mlflow_app.error_text import describe_error
+
 MIGRATED_FROM = "mlflow_app.migrated_from"
 COMPLETE = "mlflow_app.migration_complete"
 _PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
@@ -225,7 +227,11 @@ class Copier:
                 mapped[version.version] = done[key]
                 self.tally.add("skipped", "model versions", key)
                 continue
-            new_version = self._version(version, new_name, key)
+            try:
+                new_version = self._version(version, new_name, key)
+            except Exception as error:  # this version is reported; the others still move
+                self.tally.add("failed", "model versions", f"{key}: {describe_error(error)}")
+                continue
             if new_version is not None:
                 mapped[version.version] = new_version
         if not self.dry_run:

@@ -118,6 +118,10 @@ def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
     uploaded = standin.model_files("main.mlflow.iris", "1")
     names = {p.name for p in uploaded}
     assert "MLmodel" in names and names & {"model.skops", "model.pkl"}
+    # The model's page lists its versions with this search (UC's search results carry no
+    # tags or aliases, which MLflow's handler could not serialise: a 500).
+    listed = MlflowClient(server.url, server.url).search_model_versions("name='main.mlflow.iris'")
+    assert [v.version for v in listed] == ["1"]
 
 
 def test_model_files_take_the_files_api_even_where_the_workspace_prefers_cloud_storage(
