@@ -124,10 +124,28 @@ def _own_service(settings) -> Iterator[str]:
         thread.join()
 
 
+@contextmanager
+def _one_quick_try() -> Iterator[None]:
+    """MLflow's HTTP settings for a probe: no retries, 10 s (a down server is said at once,
+    not after minutes of backoff); the copies afterwards keep MLflow's patient defaults."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    before = {name: os.environ.get(name) for name in quick}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _reachable(uri: str, role: str, option: str) -> MlflowClient:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        client.search_experiments(max_results=1)
+        with _one_quick_try():
+            client.search_experiments(max_results=1)
     except Exception as error:  # any failure to read is the one line below
         raise MigrationRefused(
             f"cannot read the {role} '{mask_uri(uri)}' ({describe_error(error)}); check "

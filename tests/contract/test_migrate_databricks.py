@@ -79,7 +79,8 @@ def test_a_postgresql_stock_server_moves_into_the_workspace_and_unity_catalog(
             mlflow.set_registry_uri(source_url)
             expected = mlflow.pyfunc.load_model("models:/iris@champion").predict(features)
             mlflow.set_tracking_uri(service.url)
-            loaded = mlflow.pyfunc.load_model(f"models:/{champion.model_id}").predict(features)
+            # The version's source is its logged model, whose files are in the volume.
+            loaded = mlflow.pyfunc.load_model(champion.source).predict(features)
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)

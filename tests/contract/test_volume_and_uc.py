@@ -109,6 +109,8 @@ def test_a_model_is_registered_in_unity_catalog_and_resolved_by_alias(
 
     assert resolved.version == version.version == "1"
     assert resolved.status == "READY"
+    # The version's files are the logged model's (MLflow's server sends no model_id field).
+    assert resolved.source == version.source and resolved.source.startswith("models:/m-")
     direct = standin.api(
         "GET",
         f"{API}/unity-catalog/registered-models/alias",
