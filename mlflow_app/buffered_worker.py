@@ -206,7 +206,7 @@ class BufferedThreadWorker(ThreadWorker):
         self.incoming: dict[TConn, IncomingRequest] = {}
 
     def accept(self, listener: socket.socket) -> None:
-        if self.cfg.is_ssl:  # TLS terminates in front of the service (see README)
+        if self.cfg.is_ssl:  # TLS terminates in front of the service (see docs/front-door.md)
             super().accept(listener)
             return
         try:

@@ -3,7 +3,8 @@
 Each row of `SETTINGS` names a variable, its kind (how it parses, validates and documents its
 default) and the `Settings` field it fills; `load_settings` walks the table, then the rules in
 config_rules join what several settings mean together. A value we cannot start with raises
-`ConfigError`, one line naming the setting and the fix. The README table is rendered from here.
+`ConfigError`, one line naming the setting and the fix. docs/configuration.md's table is
+rendered from here.
 """
 
 from __future__ import annotations
@@ -506,7 +507,7 @@ def unrecognised_settings(
 
 
 def settings_table() -> str:
-    """The settings as a Markdown table (README and `mlflow-app config --help`)."""
+    """The settings as a Markdown table (docs/configuration.md and `mlflow-app config --help`)."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for s in SETTINGS:
         name = f"`{s.name}`" + "".join(f" (alias `{a}`)" for a in s.aliases)

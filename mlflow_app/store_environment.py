@@ -29,7 +29,8 @@ def store_environment(settings: Settings) -> dict[str, str]:
         internals.SERVER_ARTIFACT_ROOT: settings.default_artifact_root,
         internals.SERVER_GATEWAY_NAME: "gunicorn",
         # The job runner is a separate process tree that `mlflow server` supervises; we do not
-        # run it (see README, "Differences from mlflow server"), so job routes report it off.
+        # run it (see docs/benchmarks.md, "Differences from mlflow server"), so job routes
+        # report it off.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # front_door.HostAndOrigin checks Host against settings.allowed_hosts (as the proxy
         # reported it, with a JSON 403); MLflow's own check would see the same Host again.
@@ -113,7 +114,7 @@ def apply_store_environment(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
     if uri_scheme(settings.registry_store_uri) == "databricks-uc":
         # UC model files through the Files API on the workspace host, whatever the workspace
-        # prefers (README, "UC model files"); a value the user set wins.
+        # prefers (docs/databricks-apps.md, "UC model files"); a value the user set wins.
         target.setdefault("MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "true")
     if settings.profile == "embedded" or (
         settings.artifacts_destination and "://" not in settings.artifacts_destination
