@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from mlflow_app.config import Settings
-from mlflow_app.mlflow_internals import uc_registry_store_class
+from mlflow_app.mlflow_internals import plain_model_version, uc_registry_store_class
 from mlflow_app.store_hooks import (
     StoreBuilder,
     registry_scheme,
@@ -148,18 +148,12 @@ def _plain_versions(search: Callable) -> Callable:
     # The UC store answers with ModelVersionSearch, whose `tags` and `aliases` are methods
     # that raise (UC's search carries neither), so MLflow's handler cannot serialise them and
     # every version listing (the model's page) was a 500. Plain versions with none serialise.
-    from mlflow.entities.model_registry import ModelVersion
     from mlflow.store.entities.paged_list import PagedList
 
     @functools.wraps(search)
     def search_model_versions(*args: Any, **kwargs: Any) -> Any:
         found = search(*args, **kwargs)
-        plain = []
-        for version in found:
-            copy = ModelVersion.__new__(ModelVersion)
-            copy.__dict__.update(vars(version))
-            plain.append(copy)
-        return PagedList(plain, found.token)
+        return PagedList([plain_model_version(v) for v in found], found.token)
 
     return search_model_versions
 

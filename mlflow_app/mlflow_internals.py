@@ -104,3 +104,14 @@ def set_artifact_location(entity: Any, uri: str | None) -> None:
 
 def set_model_version_source(model_version: Any, uri: str | None) -> None:
     model_version._source = uri
+
+
+def plain_model_version(found: Any) -> Any:
+    """A ModelVersion with the fields of a UC search result (a ModelVersionSearch, whose `tags`
+    and `aliases` are methods that raise, so MLflow's handler cannot serialise it). No public
+    constructor copies a version; its fields are its instance attributes."""
+    from mlflow.entities.model_registry import ModelVersion
+
+    plain = ModelVersion.__new__(ModelVersion)
+    plain.__dict__.update(vars(found))
+    return plain

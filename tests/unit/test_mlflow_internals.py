@@ -81,3 +81,15 @@ def test_entity_fields_are_rewritten_and_read_back_through_public_properties() -
     version = ModelVersion("c.s.m", "1", 0, source="dbfs:/v")
     internals.set_model_version_source(version, "mlflow-artifacts:/v")
     assert version.source == "mlflow-artifacts:/v"
+
+
+def test_a_uc_search_result_becomes_a_version_the_handler_can_serialise() -> None:
+    from mlflow.entities.model_registry.model_version_search import ModelVersionSearch
+
+    found = ModelVersionSearch(
+        name="main.ml.iris", version="3", creation_timestamp=1, source="models:/m-1"
+    )
+    plain = internals.plain_model_version(found)
+    proto = plain.to_proto()  # a ModelVersionSearch raises here
+    assert (proto.name, proto.version, proto.source) == ("main.ml.iris", "3", "models:/m-1")
+    assert plain.tags == {} and plain.aliases == []
