@@ -16,18 +16,20 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
+from mlflow.entities import Experiment, ViewType
 
-from mlflow_app.config import ConfigError, load_settings, mask_uri
+from mlflow_app.config import ConfigError, Settings, load_settings, mask_uri
 from mlflow_app.error_text import describe_error
 from mlflow_app.migrate_copy import Copier, Tally, every
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def destination_uri(options: Options) -> Iterator[str]:
 
 
 @contextmanager
-def _own_service(settings) -> Iterator[str]:
+def _own_service(settings: Settings) -> Iterator[str]:
     """This service's MLflow app with its store wrappers, on a loopback port, no access
     control (the operator running the migration holds the store's credentials already)."""
     import logging
@@ -167,7 +169,9 @@ def model_name(name: str, prefix: str | None) -> str:
     return f"{prefix}.{re.sub(r'[^a-z0-9_]', '_', name.lower())}"
 
 
-def _print_mapping(options: Options, experiments: list, models: list[str], out: TextIO) -> None:
+def _print_mapping(
+    options: Options, experiments: list[Experiment], models: list[str], out: TextIO
+) -> None:
     rows = [
         ("experiment", e.name, experiment_name(e.name, options.experiment_folder))
         for e in experiments
@@ -180,7 +184,9 @@ def _print_mapping(options: Options, experiments: list, models: list[str], out: 
         print(f"  {kind:17} {source:{width}}  ->  {target}", file=out)
 
 
-def _copy_experiments(copier: Copier, options: Options, experiments: list, err: TextIO) -> None:
+def _copy_experiments(
+    copier: Copier, options: Options, experiments: list[Experiment], err: TextIO
+) -> None:
     from tqdm import tqdm
 
     runs = {
@@ -224,7 +230,9 @@ def _copy_registered_models(
         _guarded(copier, "registered models", name, copier.registered_model, name, new_name)
 
 
-def _guarded(copier: Copier, kind: str, what: str, copy, *arguments):
+def _guarded(
+    copier: Copier, kind: str, what: str, copy: Callable[..., T], *arguments: Any
+) -> T | None:
     """One object's copy; a failure is reported with its id and the migration goes on."""
     try:
         return copy(*arguments)

@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModel, Metric, Param, Run, ViewType
 from mlflow.entities.logged_model_output import LoggedModelOutput
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlflow_app.error_text import describe_error
 
@@ -237,7 +237,7 @@ class Copier:
         if not self.dry_run:
             self._aliases(source, new_name, mapped)
 
-    def _registered_model_shell(self, source: Any, new_name: str) -> bool:
+    def _registered_model_shell(self, source: RegisteredModel, new_name: str) -> bool:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -313,7 +313,7 @@ class Copier:
                 return f"runs:/{self.runs.get(run_id, run_id)}/{relative}", None
         return None, None
 
-    def _aliases(self, source: Any, new_name: str, mapped: dict[str, str]) -> None:
+    def _aliases(self, source: RegisteredModel, new_name: str, mapped: dict[str, str]) -> None:
         aliases = dict(source.aliases or {})
         versions = every(self.source.search_model_versions, filter_string=f"name='{source.name}'")
         for version in versions:
