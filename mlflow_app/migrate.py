@@ -214,10 +214,18 @@ def _copy_logged_models(copier: Copier, source_id: str, target: str | None, err:
     if not models:
         return
     existing = copier.existing_models(target)
-    for model in tqdm(models, desc="logged models", unit="model", file=err):
-        _guarded(
-            copier, "logged models", model.model_id, copier.logged_model, model, target, existing
-        )
+    with tqdm(models, desc="logged models", unit="model", file=err) as bar:
+        for model in bar:
+            _guarded(
+                copier,
+                "logged models",
+                model.model_id,
+                copier.logged_model,
+                model,
+                target,
+                existing,
+            )
+            bar.set_postfix_str(f"{copier.tally.bytes_copied / 1e6:.1f} MB")
 
 
 def _copy_registered_models(
