@@ -220,8 +220,9 @@ class Copier:
             return
         done = self._existing_versions(new_name)
         mapped: dict[str, str] = {}
-        versions = every(self.source.search_model_versions, filter_string=f"name='{name}'")
-        for version in sorted(versions, key=lambda v: int(v.version)):
+        found = every(self.source.search_model_versions, filter_string=f"name='{name}'")
+        versions = sorted(found, key=lambda v: int(v.version))
+        for version in versions:
             key = f"{name}/{version.version}"
             if key in done:
                 mapped[version.version] = done[key]
@@ -235,14 +236,16 @@ class Copier:
             if new_version is not None:
                 mapped[version.version] = new_version
         if not self.dry_run:
-            self._aliases(source, new_name, mapped)
+            self._aliases(source, versions, new_name, mapped)
 
     def _registered_model_shell(self, source: RegisteredModel, new_name: str) -> bool:
         from mlflow.exceptions import MlflowException
 
         try:
             found = self.destination.get_registered_model(new_name)
-        except MlflowException:
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # e.g. no permission: reported for this model, not taken for absent
             found = None
         if found is not None:
             if found.tags.get(MIGRATED_FROM) != source.name:
@@ -313,9 +316,14 @@ class Copier:
                 return f"runs:/{self.runs.get(run_id, run_id)}/{relative}", None
         return None, None
 
-    def _aliases(self, source: RegisteredModel, new_name: str, mapped: dict[str, str]) -> None:
+    def _aliases(
+        self,
+        source: RegisteredModel,
+        versions: list[ModelVersion],
+        new_name: str,
+        mapped: dict[str, str],
+    ) -> None:
         aliases = dict(source.aliases or {})
-        versions = every(self.source.search_model_versions, filter_string=f"name='{source.name}'")
         for version in versions:
             stage_alias = _STAGE_ALIASES.get(version.current_stage or "")
             if stage_alias and stage_alias not in aliases:

@@ -37,13 +37,20 @@ def test_bare_names_map_into_the_folder_both_ways(run_server, standin: StandIn) 
     assert client.get_experiment(elsewhere).name == "/Shared/elsewhere"
 
 
-def test_a_client_that_never_sets_an_experiment_logs_into_default(
-    run_server, standin: StandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def server_without_experiment(run_server, standin: StandIn, monkeypatch: pytest.MonkeyPatch):
+    """The app on the team folder, and a client environment that names no experiment."""
     server = run_server(**standin.service_settings(MLFLOW_APP_EXPERIMENT_FOLDER="/Shared/team"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    return server
+
+
+def test_a_client_that_never_sets_an_experiment_logs_into_default(
+    server_without_experiment, standin: StandIn
+) -> None:
+    server = server_without_experiment
     with mlflow.start_run() as run:
         mlflow.log_metric("loss", 0.5)
     client = MlflowClient(server.url)
@@ -56,12 +63,9 @@ def test_a_client_that_never_sets_an_experiment_logs_into_default(
 
 
 def test_a_trace_from_a_client_that_never_sets_an_experiment_lands_in_default(
-    run_server, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+    server_without_experiment, standin: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = run_server(**standin.service_settings(MLFLOW_APP_EXPERIMENT_FOLDER="/Shared/team"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    server = server_without_experiment
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")  # exported before we look
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 

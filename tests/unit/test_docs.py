@@ -36,25 +36,24 @@ def test_the_docs_build_without_a_warning(tmp_path: Path) -> None:
     assert (tmp_path / "site" / "configuration" / "index.html").is_file()
 
 
-def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+def build_with(tmp_path: Path, line: str) -> subprocess.CompletedProcess:
+    """Build a copy of the docs with `line` appended to one page."""
     copy = tmp_path / "repo"
     copy.mkdir()
     shutil.copy(REPO / "mkdocs.yml", copy)
     shutil.copytree(REPO / "docs", copy / "docs")
     page = copy / "docs" / "clients.md"
-    page.write_text(page.read_text() + "\nSee [the missing page](missing.md#nowhere).\n")
-    built = build(copy, tmp_path / "site")
+    page.write_text(page.read_text() + f"\n{line}\n")
+    return build(copy, tmp_path / "site")
+
+
+def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+    built = build_with(tmp_path, "See [the missing page](missing.md#nowhere).")
     assert built.returncode != 0
     assert "missing.md" in built.stderr
 
 
 def test_a_broken_anchor_fails_the_build(tmp_path: Path) -> None:
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copy(REPO / "mkdocs.yml", copy)
-    shutil.copytree(REPO / "docs", copy / "docs")
-    page = copy / "docs" / "clients.md"
-    page.write_text(page.read_text() + "\nSee [tokens](access-control.md#no-such-heading).\n")
-    built = build(copy, tmp_path / "site")
+    built = build_with(tmp_path, "See [tokens](access-control.md#no-such-heading).")
     assert built.returncode != 0
     assert "no-such-heading" in built.stderr
