@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.contract.standin_handle import VOLUME, StandIn
-from tests.integration.postgres import Postgres, create_postgres
+from tests.integration.postgres import Postgres, create_postgres, postgres_bin
 from tests.migration_source import (
     RUNS,
     assert_models_match,
@@ -23,6 +23,10 @@ from tests.migration_source import (
     stock_server,
 )
 from tests.service_process import free_port, service_env
+
+pytestmark = pytest.mark.skipif(
+    postgres_bin() is None, reason="needs Debian's postgresql package (apt-get install postgresql)"
+)
 
 
 @pytest.fixture
