@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Experiment, ViewType
 
 from mlflow_app.config import ConfigError, Settings, load_settings, mask_uri
-from mlflow_app.error_text import describe_error
+from mlflow_app.error_text import describe_error, redact
 from mlflow_app.migrate_copy import Copier, Tally, every
 
 T = TypeVar("T")
@@ -53,7 +54,8 @@ def migrate(options: Options, out: TextIO = sys.stdout, err: TextIO = sys.stderr
         with destination_uri(options) as target:
             source = _reachable(options.source, "source", "--from")
             destination = _reachable(target, "destination", "--to")
-            copier = Copier(source, destination, options.source, Tally(), options.dry_run)
+            tally = Tally(secrets=passwords_in(options.source, target))
+            copier = Copier(source, destination, options.source, tally, options.dry_run)
             experiments = [
                 e for e in every(source.search_experiments, view_type=ViewType.ACTIVE_ONLY)
             ]
@@ -149,11 +151,16 @@ def _reachable(uri: str, role: str, option: str) -> MlflowClient:
         with _one_quick_try():
             client.search_experiments(max_results=1)
     except Exception as error:  # any failure to read is the one line below
+        reason = redact(describe_error(error), passwords_in(uri))
         raise MigrationRefused(
-            f"cannot read the {role} '{mask_uri(uri)}' ({describe_error(error)}); check "
-            f"{option} and its credentials"
+            f"cannot read the {role} '{mask_uri(uri)}' ({reason}); check {option} and its "
+            "credentials"
         ) from None
     return client
+
+
+def passwords_in(*uris: str) -> list[str]:
+    return [password for uri in uris if (password := urlsplit(uri).password)]
 
 
 def experiment_name(name: str, folder: str | None) -> str:
@@ -263,6 +270,6 @@ def _report(tally: Tally, options: Options, out: TextIO) -> int:
         for failure in failures:
             print(f"failed {kind[:-1]} {failure}", file=out)
     if not options.dry_run:
-        options.report.write_text(json.dumps(dataclasses.asdict(tally), indent=2) + "\n")
+        options.report.write_text(json.dumps(tally.as_report(), indent=2) + "\n")
         print(f"report with every id: {options.report}", file=out)
     return 1 if tally.failed else 0

@@ -7,6 +7,7 @@ re-run skips what is complete and redoes what an interruption left half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from mlflow.entities import LoggedModel, Metric, Param, Run, ViewType
 from mlflow.entities.logged_model_output import LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-from mlflow_app.error_text import describe_error
+from mlflow_app.error_text import describe_error, redact
 
 MIGRATED_FROM = "mlflow_app.migrated_from"
 COMPLETE = "mlflow_app.migration_complete"
@@ -36,9 +37,16 @@ class Tally:
     failed: dict[str, list[str]] = field(default_factory=dict)
     redone: list[str] = field(default_factory=list)
     bytes_copied: int = 0
+    # Passwords in the source and destination URIs: a driver's error may quote its URI.
+    secrets: list[str] = field(default_factory=list, repr=False)
 
     def add(self, outcome: str, kind: str, what: str) -> None:
-        getattr(self, outcome).setdefault(kind, []).append(what)
+        getattr(self, outcome).setdefault(kind, []).append(redact(what, self.secrets))
+
+    def as_report(self) -> dict[str, Any]:
+        report = dataclasses.asdict(self)
+        del report["secrets"]
+        return report
 
 
 def every(search: Callable[..., Any], **arguments: Any) -> Iterator[Any]:

@@ -92,3 +92,13 @@ def test_an_unreachable_destination_is_refused_in_one_line(stores, tmp_path: Pat
     assert code == 2
     assert err.getvalue().startswith("mlflow-app: migrate: cannot read the destination ")
     assert err.getvalue().count("\n") == 1
+
+
+def test_a_failure_that_quotes_a_uri_never_shows_its_password() -> None:
+    from mlflow_app.migrate import passwords_in
+    from mlflow_app.migrate_copy import Tally
+
+    tally = Tally(secrets=passwords_in("postgresql://u:hunter2@db/m", "http://127.0.0.1:5000"))
+    tally.add("failed", "runs", "r1: OperationalError: postgresql://u:hunter2@db/m refused")
+    assert tally.failed == {"runs": ["r1: OperationalError: postgresql://u:***@db/m refused"]}
+    assert "secrets" not in tally.as_report() and "hunter2" not in str(tally)
