@@ -5,20 +5,29 @@ file) lets readers go on while a writer commits; every connection waits up to
 `BUSY_TIMEOUT_SECONDS` for the write lock instead of failing after sqlite3's 5 s; and
 `synchronous=NORMAL`, which in WAL mode keeps every committed transaction through a crash of
 the process (a power loss can lose the last transactions before a checkpoint, never corrupt).
+MLflow's stores issue their connection PRAGMAs on every session; ours set them once per
+connection.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
 import sqlalchemy
+
+from mlflow_app.config import Settings
+from mlflow_app.config_rules import uri_scheme
+from mlflow_app.mlflow_internals import managed_sessions_without_pragmas
+from mlflow_app.store_hooks import StoreBuilder, wrap_store_builders
 
 # Writers queue for SQLite's one write lock; a request should wait its turn rather than fail.
 # The MLflow client gives a request 120 s (MLFLOW_HTTP_REQUEST_TIMEOUT); waiting half of it
 # leaves time to answer with an error the client can read.
 BUSY_TIMEOUT_SECONDS = 60
 _installed = False
+_engines_lock = threading.Lock()
 
 
 def use_wal(engine: sqlalchemy.engine.Engine) -> str:
@@ -43,3 +52,38 @@ def _tune(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+
+def pragmas_once_per_connection(settings: Settings) -> None:
+    """Store wrapper: a SQLite store's sessions skip MLflow's three PRAGMA statements per
+    session (a third of a metric write's statements, and their busy_timeout of 20 s would
+    override ours); each connection of the store's engine gets the same settings once."""
+
+    def wrap(builder: StoreBuilder, uri: str) -> StoreBuilder:
+        if uri_scheme(uri) != "sqlite":
+            return builder
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            store = builder(*args, **kwargs)
+            if getattr(store, "read_engine", None) is None:  # replica routing: MLflow's own
+                _set_up_each_connection(store.engine)
+                store.ManagedSessionMaker = managed_sessions_without_pragmas(store.engine)
+            return store
+
+        return build
+
+    wrap_store_builders(settings, wrap)
+
+
+def _set_up_each_connection(engine: sqlalchemy.engine.Engine) -> None:
+    with _engines_lock:
+        if not sqlalchemy.event.contains(engine, "connect", _as_mlflow_sessions_expect):
+            sqlalchemy.event.listen(engine, "connect", _as_mlflow_sessions_expect)
+            engine.dispose()  # connections pooled before the listener lack the settings
+
+
+def _as_mlflow_sessions_expect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA case_sensitive_like = true")
+    cursor.close()

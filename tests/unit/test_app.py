@@ -85,8 +85,18 @@ def test_with_metrics_off_nothing_answers_the_exposition_path(serve) -> None:
                 "instrument_mlflow_stores",
             ],
         ),
-        ({}, ["fail_fast_while_unreachable", "instrument_mlflow_stores"]),
-        ({"MLFLOW_APP_METRICS": "false"}, ["fail_fast_while_unreachable"]),
+        (
+            {},
+            [
+                "pragmas_once_per_connection",
+                "fail_fast_while_unreachable",
+                "instrument_mlflow_stores",
+            ],
+        ),
+        (
+            {"MLFLOW_APP_METRICS": "false"},
+            ["pragmas_once_per_connection", "fail_fast_while_unreachable"],
+        ),
     ],
 )
 def test_store_wrappers_are_listed_innermost_first_with_metrics_outermost(
