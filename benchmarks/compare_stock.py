@@ -16,6 +16,7 @@ import argparse
 import atexit
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -377,8 +378,14 @@ def read_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
     )
 
 
+# Every log-batch request of a run logs new points: a point repeated from an earlier mix (same
+# key, step, timestamp and value) sends MLflow's store down its slower duplicate-recovery path.
+_log_batch_sequence = itertools.count()
+
+
 def log_batch_one(conn: http.client.HTTPConnection, i: int, run_id: str) -> int:
-    metrics = [{"key": f"m{k}", "value": float(i), "timestamp": i, "step": i} for k in range(10)]
+    n = next(_log_batch_sequence)
+    metrics = [{"key": f"m{k}", "value": float(n), "timestamp": n, "step": n} for k in range(10)]
     return request(
         0,
         "POST",

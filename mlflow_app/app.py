@@ -22,7 +22,7 @@ from mlflow_app.flask_or_fastapi import FlaskOrFastAPI
 from mlflow_app.front_door import ForwardedHeaders, HostAndOrigin
 from mlflow_app.health import HealthEndpoints, ReadinessReport
 from mlflow_app.request_id import RequestId
-from mlflow_app.sqlite_writes import pragmas_once_per_connection, tune_every_sqlite_connection
+from mlflow_app.sqlite_writes import sqlite_sessions, tune_every_sqlite_connection
 from mlflow_app.volume_artifacts import keep_artifacts_in_volume
 from mlflow_app.wsgi_types import WSGIApp
 
@@ -83,7 +83,7 @@ def store_wrappers(settings: Settings) -> list[Callable[[Settings], None]]:
     if settings.profile == "databricks":
         wrappers = [reuse_host_credentials, keep_artifacts_in_volume, keep_bare_names_in_folder]
     else:
-        wrappers = [pragmas_once_per_connection, fail_fast_while_unreachable]
+        wrappers = [sqlite_sessions, fail_fast_while_unreachable]
     if settings.metrics:
         wrappers.append(metrics.instrument_mlflow_stores)
     return wrappers

@@ -82,18 +82,15 @@ def upgrade_schema(engine: Any) -> None:
 
 
 # --- SQL store sessions: a store's session factory is an attribute MLflow sets itself -----------
-def managed_sessions_without_pragmas(engine: Any) -> Any:
-    """MLflow's managed session factory (commit, rollback, its error codes) for a SQLite
-    engine, minus the three PRAGMAs it issues on every session for SQLite (foreign_keys,
-    busy_timeout=20 s, case_sensitive_like). They are connection settings, so
-    `sqlite_writes` sets them once per connection; MLflow applies them only when the type
-    it is given is "sqlite"."""
-    import sqlalchemy.orm
+def managed_sessions_without_pragmas(sessions: Any) -> Any:
+    """MLflow's managed session factory (commit, rollback, its error codes) over a SQLite
+    sessionmaker, minus the three PRAGMAs it issues on every session for SQLite (foreign_keys,
+    busy_timeout=20 s, case_sensitive_like). They are connection settings, so `sqlite_writes`
+    sets them once per connection; MLflow applies them only when the type it is given is
+    "sqlite"."""
     from mlflow.store.db.utils import _get_managed_session_maker
 
-    return _get_managed_session_maker(
-        sqlalchemy.orm.sessionmaker(bind=engine), "sqlite, set up per connection"
-    )
+    return _get_managed_session_maker(sessions, "sqlite, set up per connection")
 
 
 # --- Unity Catalog: the registry store's class lives in a private package ---------------------

@@ -6,7 +6,7 @@ file) lets readers go on while a writer commits; every connection waits up to
 `synchronous=NORMAL`, which in WAL mode keeps every committed transaction through a crash of
 the process (a power loss can lose the last transactions before a checkpoint, never corrupt).
 MLflow's stores issue their connection PRAGMAs on every session; ours set them once per
-connection.
+connection, and their writes queue at the write gate (`write_gate.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import threading
 from typing import Any
 
 import sqlalchemy
+import sqlalchemy.orm
 
 from mlflow_app.config import Settings
 from mlflow_app.config_rules import uri_scheme
 from mlflow_app.mlflow_internals import managed_sessions_without_pragmas
 from mlflow_app.store_hooks import StoreBuilder, wrap_store_builders
+from mlflow_app.write_gate import gate_writes
 
 # Writers queue for SQLite's one write lock; a request should wait its turn rather than fail.
 # The MLflow client gives a request 120 s (MLFLOW_HTTP_REQUEST_TIMEOUT); waiting half of it
@@ -54,10 +56,11 @@ def _tune(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def pragmas_once_per_connection(settings: Settings) -> None:
+def sqlite_sessions(settings: Settings) -> None:
     """Store wrapper: a SQLite store's sessions skip MLflow's three PRAGMA statements per
     session (a third of a metric write's statements, and their busy_timeout of 20 s would
-    override ours); each connection of the store's engine gets the same settings once."""
+    override ours), each connection of the store's engine gets the same settings once, and
+    its writes pass the write gate."""
 
     def wrap(builder: StoreBuilder, uri: str) -> StoreBuilder:
         if uri_scheme(uri) != "sqlite":
@@ -66,13 +69,20 @@ def pragmas_once_per_connection(settings: Settings) -> None:
         def build(*args: Any, **kwargs: Any) -> Any:
             store = builder(*args, **kwargs)
             if getattr(store, "read_engine", None) is None:  # replica routing: MLflow's own
-                _set_up_each_connection(store.engine)
-                store.ManagedSessionMaker = managed_sessions_without_pragmas(store.engine)
+                set_up_sessions(store)
             return store
 
         return build
 
     wrap_store_builders(settings, wrap)
+
+
+def set_up_sessions(store: Any) -> None:
+    """Give one SQL store on SQLite our sessions: settings per connection, writes gated."""
+    _set_up_each_connection(store.engine)
+    sessions = sqlalchemy.orm.sessionmaker(bind=store.engine)
+    gate_writes(store.engine, sessions, BUSY_TIMEOUT_SECONDS)
+    store.ManagedSessionMaker = managed_sessions_without_pragmas(sessions)
 
 
 def _set_up_each_connection(engine: sqlalchemy.engine.Engine) -> None:

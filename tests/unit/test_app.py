@@ -88,14 +88,14 @@ def test_with_metrics_off_nothing_answers_the_exposition_path(serve) -> None:
         (
             {},
             [
-                "pragmas_once_per_connection",
+                "sqlite_sessions",
                 "fail_fast_while_unreachable",
                 "instrument_mlflow_stores",
             ],
         ),
         (
             {"MLFLOW_APP_METRICS": "false"},
-            ["pragmas_once_per_connection", "fail_fast_while_unreachable"],
+            ["sqlite_sessions", "fail_fast_while_unreachable"],
         ),
     ],
 )

@@ -1,0 +1,117 @@
+"""One writer at a time on an embedded SQLite database, queued instead of polled.
+
+SQLite admits one write transaction at a time; a connection that finds the lock taken sleeps
+(1, 2, 5 ... 100 ms) and tries again, so under concurrent writers the lock sits idle while
+waiters sleep. The gate queues writers before SQLite does: threads of a worker on a lock,
+workers on an exclusive `flock` of a file beside the database; the next writer starts as soon
+as the last one commits. Held from a thread's first INSERT/UPDATE/DELETE to its commit or
+rollback, as SQLite's own write lock is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+import time
+import weakref
+from typing import Any
+
+import sqlalchemy
+
+_WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+# Another worker holds the file lock: how often to try again. One thread per worker polls (the
+# others wait on the worker's lock), so this costs little and bounds the idle gap.
+_RETRY_SECONDS = 0.0005
+_gates: dict[str, WriteGate] = {}
+_gates_lock = threading.Lock()
+_gated_engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+
+
+class WriteGate:
+    """Exclusive write access to one database file for one thread at a time, across processes.
+
+    Reentrant within a thread (MLflow nests sessions, and the tracking and registry stores
+    share the file). After `timeout` seconds a writer goes on without the gate, so a stuck
+    holder degrades to SQLite's own busy timeout rather than blocking writes for good.
+    """
+
+    def __init__(self, lock_path: str, timeout: float) -> None:
+        self.lock_path = lock_path
+        self.timeout = timeout
+        self._pid = -1
+
+    def enter(self) -> bool:
+        """Wait for the gate; True when this thread now holds it."""
+        self._open_for_this_process()
+        me = threading.get_ident()
+        if self._owner == me:
+            return True
+        deadline = time.monotonic() + self.timeout
+        if not self._threads.acquire(timeout=self.timeout):
+            return False
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._threads.release()
+                    return False
+                time.sleep(_RETRY_SECONDS)
+        self._owner = me
+        return True
+
+    def leave(self) -> None:
+        """Release the gate if the calling thread holds it (its writes committed or rolled back)."""
+        if self._pid == os.getpid() and self._owner == threading.get_ident():
+            self._owner = None
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._threads.release()
+
+    def held_here(self) -> bool:
+        return self._pid == os.getpid() and self._owner == threading.get_ident()
+
+    def _open_for_this_process(self) -> None:
+        # A forked worker must not share its parent's lock state or open file description (a
+        # flock belongs to the description, so parent and child would count as one holder).
+        if self._pid != os.getpid():
+            self._threads = threading.Lock()
+            self._owner: int | None = None
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+
+
+def gate_for(database: str, timeout: float) -> WriteGate:
+    """The one gate of a database file in this process (both stores' engines share it)."""
+    path = os.path.abspath(database)
+    with _gates_lock:
+        return _gates.setdefault(path, WriteGate(f"{path}.write-lock", timeout))
+
+
+def gate_writes(
+    engine: sqlalchemy.engine.Engine, sessions: sqlalchemy.orm.sessionmaker, timeout: float
+) -> WriteGate | None:
+    """Make every write through `engine` pass the gate; sessions from `sessions` release it
+    when they commit or roll back, a connection returned to the pool in any case."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return None
+    gate = gate_for(database, timeout)
+
+    def before_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _WRITE_STATEMENT.match(statement):
+            gate.enter()
+
+    def release(*_args: Any) -> None:
+        gate.leave()
+
+    with _gates_lock:
+        if engine not in _gated_engines:  # the stores of one database share their engine
+            _gated_engines.add(engine)
+            sqlalchemy.event.listen(engine, "before_cursor_execute", before_execute)
+            sqlalchemy.event.listen(engine, "checkin", release)
+    sqlalchemy.event.listen(sessions, "after_commit", release)
+    sqlalchemy.event.listen(sessions, "after_rollback", release)
+    return gate
