@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import requests
 
@@ -65,9 +66,25 @@ def test_readers_go_on_and_writers_wait_while_the_write_lock_is_held(server: Ser
     assert 7 in steps(server, run_id)
 
 
-def test_a_worker_killed_mid_write_loses_nothing_acknowledged(server: Server) -> None:
+def gate_holder(lock_file: Path, workers: list[int]) -> int | None:
+    """The worker holding the write gate's flock now, from /proc/locks."""
+    inode = str(lock_file.stat().st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        # "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF"
+        _number, kind, _mode, access, pid, device, *_ = line.split()
+        if kind == "FLOCK" and access == "WRITE" and device.rsplit(":", 1)[1] == inode:
+            return int(pid) if int(pid) in workers else None
+    return None
+
+
+def test_a_worker_killed_holding_the_write_gate_loses_nothing_acknowledged(
+    server: Server,
+) -> None:
     run_id = create_run(server)
     acknowledged: list[int] = []
+    after_kill: list[int] = []
+    timed_out: list[int] = []
+    killed = threading.Event()
     stop = threading.Event()
 
     def write(writer: int) -> None:
@@ -76,6 +93,10 @@ def test_a_worker_killed_mid_write_loses_nothing_acknowledged(server: Server) ->
             try:
                 if log_metric(server, run_id, step, timeout=30) == 200:
                     acknowledged.append(step)
+                    if killed.is_set():
+                        after_kill.append(step)
+            except requests.Timeout:
+                timed_out.append(step)  # a write left waiting behind a dead holder
             except requests.ConnectionError:
                 pass  # the killed worker's request: never acknowledged
             step += 1
@@ -83,11 +104,18 @@ def test_a_worker_killed_mid_write_loses_nothing_acknowledged(server: Server) ->
     writers = [threading.Thread(target=write, args=(i,)) for i in range(8)]
     for thread in writers:
         thread.start()
-    time.sleep(2)
-    os.kill(children_of(server.process.pid)[server.process.pid][0], signal.SIGKILL)
-    time.sleep(2)
+    lock_file = server.data_dir / "mlflow.db.write-lock"
+    workers = children_of(server.process.pid)[server.process.pid]
+    deadline = time.monotonic() + 30
+    holder = None
+    while holder is None and time.monotonic() < deadline:
+        holder = gate_holder(lock_file, workers) if lock_file.exists() else None
+    assert holder is not None, "no worker was seen holding the write gate"
+    os.kill(holder, signal.SIGKILL)  # mid-write: it holds SQLite's write lock too
+    killed.set()
+    time.sleep(3)
     stop.set()
     for thread in writers:
         thread.join(60)
-    assert len(acknowledged) > 20
+    assert len(after_kill) > 5 and timed_out == []  # the dead holder's gate was freed at once
     assert set(acknowledged) <= steps(server, run_id)

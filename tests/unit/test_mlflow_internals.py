@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+import sqlalchemy.orm
 from mlflow.entities import Experiment, LifecycleStage, LoggedModel, RunInfo, RunStatus
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.server import constants, handlers
@@ -93,3 +94,22 @@ def test_a_uc_search_result_becomes_a_version_the_handler_can_serialise() -> Non
     proto = plain.to_proto()  # a ModelVersionSearch raises here
     assert (proto.name, proto.version, proto.source) == ("main.ml.iris", "3", "models:/m-1")
     assert plain.tags == {} and plain.aliases == []
+
+
+def test_mlflows_sqlite_sessions_issue_pragmas_and_ours_do_not(tmp_path: Path) -> None:
+    from mlflow.store.db.utils import _get_managed_session_maker
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    statements: list[str] = []
+    sqlalchemy.event.listen(
+        engine, "before_cursor_execute", lambda _c, _k, sql, *_a: statements.append(sql)
+    )
+    sessions = sqlalchemy.orm.sessionmaker(bind=engine)
+    with _get_managed_session_maker(sessions, "sqlite")() as session:
+        session.execute(sqlalchemy.text("SELECT 1"))
+    assert any("busy_timeout" in s for s in statements)  # the premise of ours
+    statements.clear()
+    with internals.managed_sessions_without_pragmas(sessions)() as session:
+        session.execute(sqlalchemy.text("SELECT 1"))
+    assert statements == ["SELECT 1"]
+    engine.dispose()

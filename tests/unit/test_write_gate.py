@@ -1,0 +1,107 @@
+"""The write gate: one writer per database file across threads and processes, handed on at
+release, freed by a holder's death, and never a reason for a writer to wait for ever."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from pathlib import Path
+
+from mlflow_app.write_gate import WriteGate
+
+fork = multiprocessing.get_context("fork")
+
+
+def hold_until_told(lock_path: str, holding, release) -> None:
+    gate = WriteGate(lock_path, timeout=30)
+    assert gate.enter()
+    holding.set()
+    release.wait(30)
+    gate.leave()
+
+
+def enter_then_die(lock_path: str, holding) -> None:
+    WriteGate(lock_path, timeout=30).enter()
+    holding.set()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_writer_in_another_process_waits_and_enters_when_the_holder_leaves(
+    tmp_path: Path,
+) -> None:
+    lock_path = str(tmp_path / "db.write-lock")
+    holding, release = fork.Event(), fork.Event()
+    holder = fork.Process(target=hold_until_told, args=(lock_path, holding, release))
+    holder.start()
+    assert holding.wait(30)
+    gate = WriteGate(lock_path, timeout=30)
+    entered: list[bool] = []
+    waiter = threading.Thread(target=lambda: entered.append(gate.enter()))
+    waiter.start()
+    waiter.join(0.5)
+    assert entered == []  # still queued behind the other process
+    release.set()
+    waiter.join(30)
+    assert entered == [True]
+    holder.join(30)
+
+
+def test_threads_take_turns_and_a_thread_reenters_the_gate_it_holds(tmp_path: Path) -> None:
+    gate = WriteGate(str(tmp_path / "db.write-lock"), timeout=30)
+    assert gate.enter() and gate.enter()  # nested sessions of one thread
+    order: list[str] = []
+
+    def other_thread() -> None:
+        gate.enter()
+        order.append("other entered")
+        gate.leave()
+
+    other = threading.Thread(target=other_thread)
+    other.start()
+    other.join(0.5)
+    order.append("first leaves")
+    gate.leave()
+    other.join(30)
+    assert order == ["first leaves", "other entered"]
+    assert not gate.held_here()
+
+
+def test_a_holder_that_dies_frees_the_gate(tmp_path: Path) -> None:
+    lock_path = str(tmp_path / "db.write-lock")
+    holding = fork.Event()
+    dying = fork.Process(target=enter_then_die, args=(lock_path, holding))
+    dying.start()
+    assert holding.wait(30)
+    dying.join(30)
+    assert dying.exitcode == -signal.SIGKILL
+    assert WriteGate(lock_path, timeout=30).enter()  # not the timeout's way round
+
+
+def test_a_stuck_holder_only_delays_a_writer_until_the_timeout(tmp_path: Path) -> None:
+    lock_path = str(tmp_path / "db.write-lock")
+    holding, release = fork.Event(), fork.Event()
+    holder = fork.Process(target=hold_until_told, args=(lock_path, holding, release))
+    holder.start()
+    try:
+        assert holding.wait(30)
+        gate = WriteGate(lock_path, timeout=0.3)
+        assert gate.enter() is False  # goes on, leaving the wait to SQLite's busy timeout
+        assert not gate.held_here()
+        gate.leave()  # harmless without the gate
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def test_a_forked_child_does_not_inherit_its_parents_hold(tmp_path: Path) -> None:
+    lock_path = str(tmp_path / "db.write-lock")
+    gate = WriteGate(lock_path, timeout=0.3)
+    assert gate.enter()
+    result = fork.Queue()
+    child = fork.Process(target=lambda: result.put(gate.enter()))
+    child.start()
+    child.join(30)
+    assert result.get(timeout=5) is False  # the parent still holds it; the child queued
+    gate.leave()
