@@ -4,7 +4,8 @@ Servers are started in turn (A B A B by default) on 127.0.0.1 with fresh SQLite 
 each is measured on: cold start to first 200, memory of its whole process tree (RSS and PSS),
 a read mix and a log-batch write mix at 8 and 32 concurrent clients, and the UI index, each
 with throughput, p50/p99 and the server's CPU per request (from /proc). `bare` is gunicorn
-serving `mlflow.server:app` with nothing of ours: the ceiling for MLflow's Flask app. Results are
+serving `mlflow.server:app` with nothing of ours: the ceiling for MLflow's Flask app
+(`bare_logged` adds gunicorn's access log, which a production deployment keeps). Results are
 printed per round and as ratios against stock. Every load loop is bounded in requests and time.
 
     python benchmarks/compare_stock.py [--rounds 2] [--requests 400] [--postgres] [--json out.json]
@@ -122,6 +123,12 @@ def bare_command(port: int, data: Path) -> list[str]:
     ]
 
 
+def bare_logged_command(port: int, data: Path) -> list[str]:
+    """The bare app with gunicorn's access log on stdout, as a production deployment runs it:
+    the ceiling for a server that logs each request, as this service does."""
+    return [*bare_command(port, data), "--access-logfile", "-"]
+
+
 def bare_env(port: int, data: Path) -> dict[str, str]:
     uri = backend_uri(data)
     # The bare app creates its schema in each worker at once; create it first, as `mlflow
@@ -154,6 +161,7 @@ def service_env_without_metrics(port: int, data: Path) -> dict[str, str]:
 VARIANTS = {
     "stock": Variant("stock", stock_command),
     "bare": Variant("bare", bare_command, bare_env),
+    "bare_logged": Variant("bare_logged", bare_logged_command, bare_env),
     "service_no_metrics": Variant(
         "service_no_metrics", service_command, service_env_without_metrics
     ),
@@ -419,6 +427,7 @@ def report(results: list[Measurement]) -> dict:
     comparisons = (
         ("service", "stock"),
         ("service", "bare"),
+        ("service", "bare_logged"),
         ("bare", "stock"),
         ("service_no_metrics", "stock"),
         ("service", "service_no_metrics"),

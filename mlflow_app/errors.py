@@ -39,13 +39,10 @@ def install_error_handling(
         for prefix in dict.fromkeys((*api_prefixes, *_API_PREFIXES))  # MLflow serves both
     )
 
-    @flask_app.before_request
-    def no_redirects_on_the_api() -> Response | None:
+    def no_redirects_on_the_api(path: str) -> Response | None:
         # werkzeug answers `//` in a path with a 308 to the merged path (an HTML page, and for
         # an artifact a different file); API clients get an error they can read instead.
-        if not is_api_request():
-            return None
-        if request.path.startswith(artifact_prefixes) and "//" in request.path:
+        if path.startswith(artifact_prefixes) and "//" in path:
             return error_response(
                 400,
                 "INVALID_PARAMETER_VALUE",
@@ -55,9 +52,8 @@ def install_error_handling(
             return error_response(404, "ENDPOINT_NOT_FOUND", "No API route has this path.")
         return None
 
-    @flask_app.before_request
     def reject_non_object_json() -> Response | None:
-        if request.method not in _BODY_METHODS or not is_api_request() or not request.is_json:
+        if request.method not in _BODY_METHODS or not request.is_json:
             return None
         body, too_deep = json_body()
         if too_deep:
@@ -70,11 +66,8 @@ def install_error_handling(
             400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object."
         )
 
-    @flask_app.before_request
     def graphql_needs_a_query() -> Response | None:
         # MLflow's GraphQL view reads the body as a JSON object and fails with a 500 otherwise.
-        if not request.path.endswith("/graphql"):
-            return None
         if isinstance(json_body()[0], dict):
             return None
         return error_response(
@@ -83,17 +76,24 @@ def install_error_handling(
             'GraphQL requests are POSTed as a JSON object: {"query": "..."}.',
         )
 
-    @flask_app.after_request
-    def tell_clients_when_to_retry(response: Response) -> Response:
-        # MLflow turns an upstream 429/503 into its own error after retrying, and the
-        # upstream's Retry-After is lost on the way; clients back off by this one instead.
-        if response.status_code in (429, 503) and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(max(1, retry_after_seconds))
-        return response
+    # One hook each way, not one per check: Flask costs every hook a coroutine test per request.
+    @flask_app.before_request
+    def refuse_what_mlflow_would_answer_badly() -> Response | None:
+        path = request.path
+        if path.startswith(api_prefixes):
+            refusal = no_redirects_on_the_api(path) or reject_non_object_json()
+            if refusal is not None:
+                return refusal
+        return graphql_needs_a_query() if path.endswith("/graphql") else None
 
     @flask_app.after_request
-    def keep_internals_out_of_errors(response: Response) -> Response:
-        if response.status_code >= 400 and response.is_json:
+    def finish_error_answers(response: Response) -> Response:
+        status = response.status_code
+        # MLflow turns an upstream 429/503 into its own error after retrying, and the
+        # upstream's Retry-After is lost on the way; clients back off by this one instead.
+        if status in (429, 503) and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(max(1, retry_after_seconds))
+        if status >= 400 and response.is_json:
             scrub_error_message(response)
         return response
 
