@@ -111,6 +111,9 @@ def bare_command(port: int, data: Path) -> list[str]:
         sys.executable,
         "-m",
         "gunicorn",
+        # gunicorn reads ./gunicorn.conf.py by default, and the benchmark runs in this repository.
+        "--config",
+        "/dev/null",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
