@@ -25,8 +25,18 @@ _WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNOREC
 # others wait on the worker's lock), so this costs little and bounds the idle gap.
 _RETRY_SECONDS = 0.0005
 _gates: dict[str, WriteGate] = {}
-_gates_lock = threading.Lock()
 _gated_engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+_gates_lock = threading.Lock()
+_opening = threading.Lock()
+
+
+def _fresh_locks_in_child() -> None:
+    # A lock some other thread held at fork() stays held for ever in the child.
+    global _gates_lock, _opening
+    _gates_lock, _opening = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 class WriteGate:
@@ -76,11 +86,15 @@ class WriteGate:
     def _open_for_this_process(self) -> None:
         # A forked worker must not share its parent's lock state or open file description (a
         # flock belongs to the description, so parent and child would count as one holder).
-        if self._pid != os.getpid():
-            self._threads = threading.Lock()
-            self._owner: int | None = None
-            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._pid = os.getpid()
+        # A worker's threads arrive together at its first write: one of them opens.
+        if self._pid == os.getpid():
+            return
+        with _opening:
+            if self._pid != os.getpid():
+                self._threads = threading.Lock()
+                self._owner: int | None = None
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
 
 
 def gate_for(database: str, timeout: float) -> WriteGate:

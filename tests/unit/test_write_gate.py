@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from mlflow_app.write_gate import WriteGate
@@ -105,3 +106,37 @@ def test_a_forked_child_does_not_inherit_its_parents_hold(tmp_path: Path) -> Non
     child.join(30)
     assert result.get(timeout=5) is False  # the parent still holds it; the child queued
     gate.leave()
+
+
+def threads_arrive_together(lock_path: str, result) -> None:
+    gate = WriteGate(lock_path, timeout=30)  # first used by 8 threads at once, as in a worker
+    start = threading.Barrier(8)
+    inside, most_inside, entered = [0], [0], []
+    count = threading.Lock()
+
+    def write() -> None:
+        start.wait()
+        entered.append(gate.enter())
+        with count:
+            inside[0] += 1
+            most_inside[0] = max(most_inside[0], inside[0])
+        time.sleep(0.005)  # a write's length, for a second holder to show
+        with count:
+            inside[0] -= 1
+        gate.leave()
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    result.put((entered, most_inside[0]))
+
+
+def test_threads_arriving_together_at_a_new_worker_take_turns(tmp_path: Path) -> None:
+    result = fork.Queue()
+    worker = fork.Process(target=threads_arrive_together, args=(str(tmp_path / "l"), result))
+    worker.start()
+    entered, most_inside = result.get(timeout=60)
+    worker.join(30)
+    assert entered == [True] * 8 and most_inside == 1
