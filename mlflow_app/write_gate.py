@@ -11,6 +11,7 @@ rollback, as SQLite's own write lock is.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import sqlalchemy
 
+log = logging.getLogger("mlflow_app.write_gate")
 _WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 # Another worker holds the file lock: how often to try again. One thread per worker polls (the
 # others wait on the worker's lock), so this costs little and bounds the idle gap.
@@ -61,15 +63,9 @@ class WriteGate:
         deadline = time.monotonic() + self.timeout
         if not self._threads.acquire(timeout=self.timeout):
             return False
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self._threads.release()
-                    return False
-                time.sleep(_RETRY_SECONDS)
+        if not self._lock_file(deadline):
+            self._threads.release()
+            return False
         self._owner = me
         return True
 
@@ -77,11 +73,35 @@ class WriteGate:
         """Release the gate if the calling thread holds it (its writes committed or rolled back)."""
         if self._pid == os.getpid() and self._owner == threading.get_ident():
             self._owner = None
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._threads.release()
 
     def held_here(self) -> bool:
         return self._pid == os.getpid() and self._owner == threading.get_ident()
+
+    def _lock_file(self, deadline: float) -> bool:
+        while self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(_RETRY_SECONDS)
+            except OSError as error:
+                self._without_file_lock(error)
+        return True
+
+    def _without_file_lock(self, error: OSError) -> None:
+        # A filesystem without flock: this worker's threads still queue; workers meet at
+        # SQLite's own lock, as they would without the gate.
+        log.warning(
+            "write gate: no file lock at %s (%s); workers wait on SQLite's lock",
+            self.lock_path,
+            error.strerror or error,
+        )
+        self._fd = None
 
     def _open_for_this_process(self) -> None:
         # A forked worker must not share its parent's lock state or open file description (a
@@ -93,7 +113,11 @@ class WriteGate:
             if self._pid != os.getpid():
                 self._threads = threading.Lock()
                 self._owner: int | None = None
-                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fd: int | None = None
+                try:
+                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as error:
+                    self._without_file_lock(error)
                 self._pid = os.getpid()
 
 

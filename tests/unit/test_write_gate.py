@@ -3,6 +3,8 @@ release, freed by a holder's death, and never a reason for a writer to wait for 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -140,3 +142,22 @@ def test_threads_arriving_together_at_a_new_worker_take_turns(tmp_path: Path) ->
     entered, most_inside = result.get(timeout=60)
     worker.join(30)
     assert entered == [True] * 8 and most_inside == 1
+
+
+def test_without_a_file_lock_the_threads_of_a_worker_still_take_turns(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    def no_flock(_fd: int, _operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    gate = WriteGate(str(tmp_path / "db.write-lock"), timeout=30)
+    assert gate.enter()  # a write goes on
+    assert "no file lock" in caplog.text
+    other = threading.Thread(target=lambda: (gate.enter(), gate.leave()))
+    other.start()
+    other.join(0.3)
+    assert other.is_alive()  # still queued behind this thread
+    gate.leave()
+    other.join(30)
+    assert not other.is_alive()
