@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from typing import Any
 
 import sqlalchemy
@@ -22,7 +23,7 @@ from mlflow_app.config import Settings
 from mlflow_app.config_rules import uri_scheme
 from mlflow_app.mlflow_internals import managed_sessions_without_pragmas
 from mlflow_app.store_hooks import StoreBuilder, wrap_store_builders
-from mlflow_app.write_gate import gate_writes
+from mlflow_app.write_gate import WriteGate, gate_engine, release_when_sessions_end
 
 # Writers queue for SQLite's one write lock; a request should wait its turn rather than fail.
 # The MLflow client gives a request 120 s (MLFLOW_HTTP_REQUEST_TIMEOUT); waiting half of it
@@ -30,6 +31,9 @@ from mlflow_app.write_gate import gate_writes
 BUSY_TIMEOUT_SECONDS = 60
 _installed = False
 _engines_lock = threading.Lock()
+_engine_gates: weakref.WeakKeyDictionary[sqlalchemy.engine.Engine, WriteGate | None] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def use_wal(engine: sqlalchemy.engine.Engine) -> str:
@@ -79,17 +83,21 @@ def sqlite_sessions(settings: Settings) -> None:
 
 def set_up_sessions(store: Any) -> None:
     """Give one SQL store on SQLite our sessions: settings per connection, writes gated."""
-    _set_up_each_connection(store.engine)
+    gate = _set_up_engine(store.engine)
     sessions = sqlalchemy.orm.sessionmaker(bind=store.engine)
-    gate_writes(store.engine, sessions, BUSY_TIMEOUT_SECONDS)
+    if gate is not None:
+        release_when_sessions_end(sessions, gate)
     store.ManagedSessionMaker = managed_sessions_without_pragmas(sessions)
 
 
-def _set_up_each_connection(engine: sqlalchemy.engine.Engine) -> None:
+def _set_up_engine(engine: sqlalchemy.engine.Engine) -> WriteGate | None:
+    """Once per engine (the stores built for one URI share theirs)."""
     with _engines_lock:
-        if not sqlalchemy.event.contains(engine, "connect", _as_mlflow_sessions_expect):
+        if engine not in _engine_gates:
             sqlalchemy.event.listen(engine, "connect", _as_mlflow_sessions_expect)
             engine.dispose()  # connections pooled before the listener lack the settings
+            _engine_gates[engine] = gate_engine(engine, BUSY_TIMEOUT_SECONDS)
+        return _engine_gates[engine]
 
 
 def _as_mlflow_sessions_expect(dbapi_connection: Any, _record: Any) -> None:

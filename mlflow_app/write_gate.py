@@ -16,10 +16,10 @@ import os
 import re
 import threading
 import time
-import weakref
 from typing import Any
 
 import sqlalchemy
+import sqlalchemy.orm
 
 log = logging.getLogger("mlflow_app.write_gate")
 _WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
@@ -27,7 +27,6 @@ _WRITE_STATEMENT = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNOREC
 # others wait on the worker's lock), so this costs little and bounds the idle gap.
 _RETRY_SECONDS = 0.0005
 _gates: dict[str, WriteGate] = {}
-_gated_engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 _gates_lock = threading.Lock()
 _opening = threading.Lock()
 
@@ -128,11 +127,9 @@ def gate_for(database: str, timeout: float) -> WriteGate:
         return _gates.setdefault(path, WriteGate(f"{path}.write-lock", timeout))
 
 
-def gate_writes(
-    engine: sqlalchemy.engine.Engine, sessions: sqlalchemy.orm.sessionmaker, timeout: float
-) -> WriteGate | None:
-    """Make every write through `engine` pass the gate; sessions from `sessions` release it
-    when they commit or roll back, a connection returned to the pool in any case."""
+def gate_engine(engine: sqlalchemy.engine.Engine, timeout: float) -> WriteGate | None:
+    """Make every write through `engine` pass its database's gate, released when the
+    connection goes back to the pool (call once per engine); None for an in-memory database."""
     database = engine.url.database
     if not database or database == ":memory:":
         return None
@@ -142,14 +139,13 @@ def gate_writes(
         if _WRITE_STATEMENT.match(statement):
             gate.enter()
 
-    def release(*_args: Any) -> None:
-        gate.leave()
-
-    with _gates_lock:
-        if engine not in _gated_engines:  # the stores of one database share their engine
-            _gated_engines.add(engine)
-            sqlalchemy.event.listen(engine, "before_cursor_execute", before_execute)
-            sqlalchemy.event.listen(engine, "checkin", release)
-    sqlalchemy.event.listen(sessions, "after_commit", release)
-    sqlalchemy.event.listen(sessions, "after_rollback", release)
+    sqlalchemy.event.listen(engine, "before_cursor_execute", before_execute)
+    sqlalchemy.event.listen(engine, "checkin", lambda *_args: gate.leave())
     return gate
+
+
+def release_when_sessions_end(sessions: sqlalchemy.orm.sessionmaker, gate: WriteGate) -> None:
+    """Hand the gate on as soon as a session commits or rolls back, before its connection
+    goes back to the pool."""
+    sqlalchemy.event.listen(sessions, "after_commit", lambda *_args: gate.leave())
+    sqlalchemy.event.listen(sessions, "after_rollback", lambda *_args: gate.leave())
