@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the benchmark reuses the tests' process and server helpers
 
-from tests.service_process import children_of  # noqa: E402
+from tests.service_process import children_of, free_port  # noqa: E402
 
 MIX_TIME_LIMIT = 60.0
 START_TIME_LIMIT = 120.0
@@ -180,12 +179,6 @@ class Measurement:
     pss_mb: float
     processes: int
     mixes: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(

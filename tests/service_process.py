@@ -4,6 +4,7 @@ README starts it and stopped by its PID. The fixtures in tests/integration/conft
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +19,28 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel handed out for port 0 can be
+# taken, before the server binds it, as the local port of one of the tests' own outgoing
+# connections. Ports handed out here are not handed out again by this process.
+_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A 127.0.0.1 port nothing listens on, outside the range outgoing connections use."""
+    while True:
+        if len(_handed_out) > len(_PORTS) // 2:
+            _handed_out.clear()
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 @dataclass

@@ -37,6 +37,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.service_process import free_port
+
 WORKSPACE_ID = "7000000001"
 APPS_DOMAIN = "aws.databricksapps.com"
 SESSION_COOKIE = "__Host-databricksapps"
@@ -70,12 +72,6 @@ _HOP_BY_HOP = {
 
 def app_host(name: str) -> str:
     return f"{name}-{WORKSPACE_ID}.{APPS_DOMAIN}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_tls(app: Callable, port: int, cert: Path, key: Path) -> None:

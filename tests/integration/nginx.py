@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.service_process import free_port
+
 HOSTNAME = "mlflow.test"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
@@ -85,9 +87,7 @@ def start_nginx(work: Path, upstream_port: int, tls: bool = False, prefix: str =
     """nginx on a free port proxying `prefix`/ to the service; `Host` is rewritten."""
     work.mkdir(parents=True, exist_ok=True)
     ca_path = _write_certificate(work) if tls else None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = work / "nginx.conf"
     config.write_text(nginx_config(work, port, upstream_port, tls, prefix + "/"))
     process = subprocess.Popen(
