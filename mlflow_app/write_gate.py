@@ -70,7 +70,7 @@ class WriteGate:
 
     def leave(self) -> None:
         """Release the gate if the calling thread holds it (its writes committed or rolled back)."""
-        if self._pid == os.getpid() and self._owner == threading.get_ident():
+        if self.held_here():
             self._owner = None
             if self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
